@@ -1,0 +1,198 @@
+"""What every data module declares, and the batching they share.
+
+A data module holds its splits as tensors in memory (every dataset in the
+suite fits) and yields plain batches ``x`` (no labels: the models are
+unconditional; labels stay available through :meth:`TensorDataModule.labels`).
+Batches are drawn by indexing the split tensor with a whole index list, so no
+Python loop runs per example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+SPACES = ("binary", "discrete", "continuous")
+
+
+@dataclass(frozen=True)
+class DataSpace:
+    """Where the data lives, which decides how NLL becomes bits/dim.
+
+    * ``binary``: {0,1}^D; NLL in nats is exact for a pmf; bits/dim = NLL/(D ln 2).
+    * ``discrete``: integers {0, ..., levels-1}^D (8-bit images: levels = 256).
+      A continuous density is scored on the dequantized x + u, u ~ U[0,1)^D,
+      which upper-bounds the discrete NLL.
+    * ``continuous``: R^D; NLL in nats per point.
+    """
+
+    kind: str
+    shape: tuple[int, ...]
+    levels: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in SPACES:
+            raise ValueError(f"data space kind {self.kind!r} is not one of {SPACES}")
+        if (self.kind == "discrete") != (self.levels is not None):
+            raise ValueError("a discrete data space needs `levels`; other spaces take none")
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.shape)
+
+    def __str__(self) -> str:
+        levels = f", {self.levels} levels" if self.levels else ""
+        return f"{self.kind} {'x'.join(map(str, self.shape))}{levels}"
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """The facts models and evaluators need about a data module.
+
+    ``variant`` names the exact data protocol (e.g. ``mnist/dynamic``), and is
+    printed beside every number so that protocols are never silently mixed.
+    ``mixture`` is the true :class:`~genbench.data.gmm2d.GaussianMixture` for
+    2D mixtures (None otherwise). ``train_mean`` is the per-dimension mean of
+    the training split in the data space (base rates for RBM AIS, init of
+    output biases).
+    """
+
+    name: str
+    variant: str
+    space: DataSpace
+    sizes: dict[str, int]
+    checksum: str
+    train_mean: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    mixture: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def dim(self) -> int:
+        return self.space.dim
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.space.shape
+
+
+def tensor_checksum(*tensors: torch.Tensor) -> str:
+    """A short sha1 of tensors' bytes: identifies exactly which data a run saw."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class _IndexedSplit(Dataset):
+    """A split whose ``__getitem__`` takes a whole list of indices (one batch)."""
+
+    def __init__(self, data: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None):
+        self.data, self.transform = data, transform
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __getitem__(self, index):
+        x = self.data[torch.as_tensor(index)]
+        return self.transform(x) if self.transform is not None else x
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Base class: subclasses implement :meth:`load` (returns the split tensors).
+
+    Subclasses set ``name`` and return from :meth:`space` their data space;
+    ``train_transform`` (e.g. dynamic binarization, resampled every time an
+    example is seen) applies to the training split only: validation and test
+    splits are fixed tensors so that every model is scored on the same data.
+    """
+
+    name: str = "?"
+
+    def __init__(self, batch_size: int = 100, eval_batch_size: int = 1000, seed: int = 0):
+        super().__init__()
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.splits: dict[str, torch.Tensor] | None = None
+        self.split_labels: dict[str, torch.Tensor] = {}
+
+    # -- what subclasses provide -------------------------------------------------
+    @property
+    def variant(self) -> str:
+        return self.name
+
+    def space(self) -> DataSpace:
+        raise NotImplementedError
+
+    def load(self) -> dict[str, torch.Tensor]:
+        """Return {'train': ..., 'val': ..., 'test': ...} (val may be absent)."""
+        raise NotImplementedError
+
+    train_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    mixture: Any = None
+
+    # -- shared machinery ----------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            self.splits = {k: v for k, v in self.load().items() if v is not None}
+
+    @property
+    def info(self) -> DataInfo:
+        self.setup()
+        train = self.splits["train"].float()
+        return DataInfo(
+            name=self.name,
+            variant=self.variant,
+            space=self.space(),
+            sizes={k: int(v.shape[0]) for k, v in self.splits.items()},
+            checksum=tensor_checksum(*(self.splits[k] for k in sorted(self.splits))),
+            train_mean=train.mean(0),
+            mixture=self.mixture,
+        )
+
+    def split(self, name: str) -> torch.Tensor:
+        """The fixed tensor of a split (the training split before its transform)."""
+        self.setup()
+        if name not in self.splits:
+            raise KeyError(f"{self.variant} has no {name!r} split; it has {sorted(self.splits)}")
+        return self.splits[name]
+
+    def labels(self, name: str) -> torch.Tensor | None:
+        self.setup()
+        return self.split_labels.get(name)
+
+    def _loader(self, name: str, shuffle: bool, batch_size: int, transform=None) -> DataLoader:
+        ds = _IndexedSplit(self.split(name), transform)
+        base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+        sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
+        return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size, self.train_transform)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader("val", False, self.eval_batch_size) if "val" in self.splits else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)
+
+
+def dynamic_binarize(x: torch.Tensor) -> torch.Tensor:
+    """Bernoulli sample with the pixel intensities (in [0,1]) as probabilities."""
+    return torch.bernoulli(x.float())
+
+
+def seeded_split(n: int, sizes: dict[str, int], seed: int) -> dict[str, torch.Tensor]:
+    """Disjoint index sets of the given sizes from a seeded permutation of range(n)."""
+    if sum(sizes.values()) > n:
+        raise ValueError(f"split sizes {sizes} exceed the {n} available examples")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    out, start = {}, 0
+    for name, size in sizes.items():
+        out[name] = perm[start : start + size]
+        start += size
+    return out

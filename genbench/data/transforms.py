@@ -1,0 +1,85 @@
+"""Data transforms shared by the data modules and the models.
+
+Binarization variants turn intensities in [0, 1] into {0,1} data. The
+continuous-density transforms (dequantize, rescale, logit) each return the
+log-determinant of their Jacobian per example, so a density over the
+transformed values converts back to the density of the dequantized pixels:
+``log p(x~) = log p(y) + log|dy/dx~|`` (see DESIGN.md, "Data spaces").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import dynamic_binarize
+
+BINARIZATIONS = ("dynamic", "fixed", "threshold")
+
+
+def binarize_splits(
+    splits: dict[str, torch.Tensor], variant: str, seed: int
+) -> tuple[dict[str, torch.Tensor], object]:
+    """Binarize intensity splits (values in [0, 1]) by one of BINARIZATIONS.
+
+    Returns the stored splits and the training transform:
+
+    * ``dynamic`` (Salakhutdinov & Murray 2008; IWAE): the training split keeps
+      its intensities and is resampled as Bernoulli(x) each time an example is
+      seen; validation and test are one seeded Bernoulli sample, so that all
+      models are scored on the same binary test set.
+    * ``fixed``: every split is one seeded Bernoulli sample.
+    * ``threshold``: x >= 0.5.
+    """
+    if variant not in BINARIZATIONS:
+        raise ValueError(f"unknown binarization {variant!r}; valid: {', '.join(BINARIZATIONS)}")
+    if variant == "threshold":
+        return {k: (v >= 0.5).float() for k, v in splits.items()}, None
+    gen = torch.Generator().manual_seed(seed)
+    sampled = {k: torch.bernoulli(v.float(), generator=gen) for k, v in sorted(splits.items())}
+    if variant == "fixed":
+        return sampled, None
+    sampled["train"] = splits["train"].float()
+    return sampled, dynamic_binarize
+
+
+def dequantize(x: torch.Tensor) -> torch.Tensor:
+    """x + u with u ~ U[0, 1)^D: integer pixels become a point in [0, levels)^D (log-det 0)."""
+    return x.float() + torch.rand_like(x, dtype=torch.float32)
+
+
+def rescale(x: torch.Tensor, scale: float, shift: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """y = scale * x + shift, with log|dy/dx| = D log|scale| per example."""
+    y = x * scale + shift
+    d = x[0].numel()
+    return y, torch.full((x.shape[0],), d * math.log(abs(scale)), dtype=x.dtype)
+
+
+def logit_transform(x: torch.Tensor, alpha: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """y = logit(alpha + (1 - 2 alpha) x) for x in [0, 1], with its per-example log-det.
+
+    dy/dx = (1 - 2 alpha) / (p (1 - p)) where p = alpha + (1 - 2 alpha) x.
+    """
+    p = alpha + (1 - 2 * alpha) * x
+    y = torch.log(p) - torch.log1p(-p)
+    logdet = (math.log(1 - 2 * alpha) - torch.log(p) - torch.log1p(-p)).flatten(1).sum(1)
+    return y, logdet
+
+
+def inverse_logit_transform(y: torch.Tensor, alpha: float = 0.05) -> torch.Tensor:
+    return (torch.sigmoid(y) - alpha) / (1 - 2 * alpha)
+
+
+def nll_in_pixel_units(nll_scaled: torch.Tensor | float, dim: int, scale: float):
+    """NLL of the dequantized pixels x~ from the NLL of x' = scale * x~ + shift.
+
+    p(x~) = p(x') * scale^D, so NLL(x~) = NLL(x') - D log(scale). With
+    scale = 1/256 ([0,1] data) this adds D ln 256; with 2/256 ([-1,1]) D ln 128.
+    """
+    return nll_scaled - dim * math.log(scale)
+
+
+def bits_per_dim(nll_nats, dim: int):
+    """bits/dim = NLL / (D ln 2); the NLL must already be in the data space's own units."""
+    return nll_nats / (dim * math.log(2))
