@@ -1,0 +1,280 @@
+"""The ``genbench`` command.
+
+    genbench train [experiment=NAME] [KEY=VALUE ...] [-m]   one run (Hydra; -m: local multirun sweep)
+    genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
+    genbench table NAME [--scale smoke|paper]               run a table's missing rows and write it
+    genbench compare model=NAME|module:Class table=NAME [--scale smoke|paper] [KEY=VALUE ...]
+    genbench list [models|data|tables|published|experiments]
+    genbench demo                                           every model on digits and the 2D mixtures (smoke)
+    genbench sweep NAME                                     a W&B sweep from configs/sweep/NAME.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+USAGE = __doc__
+
+
+class CLIError(Exception):
+    """A user error: printed as one paragraph, exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "table": cmd_table, "compare": cmd_compare,
+                "list": cmd_list, "demo": cmd_demo, "sweep": cmd_sweep}
+    if command not in commands:
+        print(f"genbench: unknown command {command!r}; valid: {', '.join(commands)}", file=sys.stderr)
+        return 2
+    try:
+        return commands[command](rest) or 0
+    except CLIError as e:
+        print(f"genbench {command}: {e}", file=sys.stderr)
+        return 2
+
+
+def user_errors():
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .data.files import ChecksumError, DataUnavailableError
+    from .registry import UnknownNameError
+    from .tables import TableError
+
+    return (HydraException, OmegaConfBaseException, DataUnavailableError, ChecksumError, UnknownNameError, TableError)
+
+
+def clean(e: Exception) -> str:
+    """A Hydra composition error as one short paragraph (without its stack)."""
+    text = str(e).strip()
+    return text.split("\n\nSet the environment variable HYDRA_FULL_ERROR")[0]
+
+
+# -- train -------------------------------------------------------------------------------------------------------------
+
+def cmd_train(args: list[str]) -> int:
+    """One run through Hydra's own entry point, so -m sweeps, --cfg job and tab completion all work."""
+    import hydra
+    from omegaconf import OmegaConf
+
+    from . import paths
+    from .runs import config_hash, train_and_evaluate
+
+    if "-m" not in args and "--multirun" not in args:
+        check_overrides([a for a in args if not a.startswith("-") and not a.startswith("hydra")])
+    status = {"code": 0}
+
+    @hydra.main(config_path=str(paths.configs_dir().resolve()), config_name="train", version_base="1.3")
+    def task(cfg):
+        config = OmegaConf.to_container(cfg, resolve=True)
+        run_id = f"{config['name']}--s{config['seed']}--{config_hash(config)[:8]}"
+        rec = train_and_evaluate(config, paths.results_dir("runs", "train", f"{run_id}.json"), run_id)
+        report(rec)
+        if rec["status"] != "finished":
+            status["code"] = 1
+
+    sys.argv = ["genbench train", *args]
+    try:
+        task()
+    except SystemExit as e:  # Hydra exits on composition errors after printing them
+        return int(e.code or 0) or 2
+    return status["code"]
+
+
+GROUPS = ("data", "model", "trainer", "logger", "experiment")
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Compose once before Hydra does, to turn a bad name or key into one line listing the valid choices."""
+    from omegaconf import OmegaConf
+
+    from . import paths
+    from .tables import compose
+
+    for o in overrides:
+        key, _, value = o.lstrip("+~").partition("=")
+        if key in GROUPS:
+            valid = sorted(p.stem for p in (paths.configs_dir() / key).glob("*.yaml"))
+            if value not in valid:
+                raise CLIError(f"unknown {key} {value!r}; valid: {', '.join(valid)}")
+    try:
+        compose(overrides)
+    except user_errors() as e:
+        bad = next((o for o in overrides if o.split("=")[0] in str(e)), None)
+        if bad is None or bad.startswith("+"):
+            raise CLIError(clean(e)) from None
+        key = bad.split("=")[0]
+        parent, _, leaf = key.rpartition(".")
+        base = compose([o for o in overrides if o != bad])
+        node = OmegaConf.select(OmegaConf.create(base), parent) if parent else base
+        valid = ", ".join(sorted(node)) if isinstance(node, dict) or OmegaConf.is_dict(node) else "?"
+        raise CLIError(f"unknown key {key!r}; valid keys{' under ' + parent if parent else ''}: {valid} "
+                       f"(add a new key with +{key}=...)") from None
+
+
+def report(rec: dict) -> None:
+    from .runs import results_of
+
+    print(f"run {rec['run_id']}: {rec['status']} in {rec['wall_time_s']:.1f} s"
+          + (f" on {rec['data']['variant']}" if rec.get("data") else ""))
+    if rec.get("error"):
+        print(rec["error"], file=sys.stderr)
+    for r in results_of(rec):
+        print(f"  {r}")
+    if rec.get("checkpoint"):
+        print(f"  checkpoint: {rec['checkpoint']}")
+
+
+# -- evaluate ----------------------------------------------------------------------------------------------------------
+
+def cmd_evaluate(args: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="genbench evaluate", description="Evaluate a saved checkpoint on a split.")
+    p.add_argument("checkpoint")
+    p.add_argument("--split", default="test")
+    p.add_argument("--json", action="store_true", help="print the result records as JSON")
+    a = p.parse_args(args)
+    import torch
+
+    from .data import build_datamodule
+    from .evaluation import evaluate
+    from .models import build_model
+
+    if not Path(a.checkpoint).is_file():
+        raise CLIError(f"no checkpoint at {a.checkpoint}; runs save theirs as models/<table or train>/<run id>/last.ckpt")
+    ckpt = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
+    if "genbench" not in ckpt:
+        raise CLIError(f"{a.checkpoint} was not written by a genbench run (it has no 'genbench' config entry)")
+    config = ckpt["genbench"]["config"]
+    try:
+        dm = build_datamodule(config["data"])
+        model = build_model(config["model"], dm.info)
+        model.load_state_dict(ckpt["state_dict"])
+        results, figures = evaluate(model, dm, config.get("evaluation"), Path(a.checkpoint).parent / "figures", a.split)
+    except user_errors() as e:
+        raise CLIError(clean(e)) from None
+    if a.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            print(r)
+        for f in figures:
+            print(f"figure: {f}")
+    return 0
+
+
+# -- tables ------------------------------------------------------------------------------------------------------------
+
+def cmd_table(args: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="genbench table", description="Run a table's missing runs and write it.")
+    p.add_argument("name")
+    p.add_argument("--scale", default="smoke", help="smoke (CPU, minutes) or paper (the published protocol)")
+    a = p.parse_args(args)
+    return _run_table(a.name, a.scale)
+
+
+def _run_table(name, scale, extra_rows=None, output_name=None) -> int:
+    from .tables import run_table
+
+    try:
+        written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name)
+    except user_errors() as e:
+        raise CLIError(clean(e)) from None
+    print(written["md"].read_text())
+    print("written: " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+def cmd_compare(args: list[str]) -> int:
+    """A user's model under a table's data, evaluators and seeds, ranked among the table's rows."""
+    from . import paths
+    from .tables import slug
+
+    keyed = dict(a.split("=", 1) for a in args if "=" in a and a.split("=", 1)[0] in ("model", "table"))
+    scale = "smoke"
+    if "--scale" in args:
+        scale = args[args.index("--scale") + 1]
+    extra = [a for a in args if "=" in a and a.split("=", 1)[0] not in ("model", "table")]
+    if "model" not in keyed or "table" not in keyed:
+        raise CLIError("usage: genbench compare model=NAME|module:Class|file.py:Class table=NAME [--scale smoke|paper] "
+                       "[KEY=VALUE ...]")
+    model = keyed["model"]
+    if (paths.configs_dir() / "model" / f"{model}.yaml").is_file():
+        overrides = [f"model={model}"]
+    elif ":" in model:
+        overrides = ["model=custom", f"model.name={model}"]
+    else:
+        from .models import MODELS
+
+        raise CLIError(f"unknown model {model!r}; valid: {', '.join(sorted(MODELS))}, or module:Class / file.py:Class")
+    row = {"label": f"{model.split(':')[-1]} (compared)", "overrides": overrides + extra}
+    return _run_table(keyed["table"], scale, extra_rows=[row], output_name=f"{keyed['table']}--compare-{slug(model)}")
+
+
+def cmd_demo(args: list[str]) -> int:
+    return _run_table("demo", "smoke")
+
+
+# -- list, sweep -------------------------------------------------------------------------------------------------------
+
+def cmd_list(args: list[str]) -> int:
+    from . import paths
+    from .data import DATA_MODULES
+    from .models import MODELS
+    from .published import load_published
+    from .tables import table_names
+
+    what = args[0] if args else "all"
+    sections = {
+        "models": lambda: [f"{k:24s} {v}" for k, v in sorted(MODELS.items())],
+        "data": lambda: [f"{k:24s} {v}" for k, v in sorted(DATA_MODULES.items())],
+        "tables": lambda: table_names(),
+        "experiments": lambda: sorted(p.stem for p in (paths.configs_dir() / "experiment").glob("*.yaml")),
+        "published": lambda: [f"{q.id:40s} {q.value:>10g} {q.unit:9s} {q.status}  {q.paper}, {q.table}: {q.model} on {q.variant}"
+                              for q in load_published().values()],
+    }
+    if what != "all" and what not in sections:
+        raise CLIError(f"unknown list {what!r}; valid: {', '.join(sections)}")
+    for name in sections if what == "all" else [what]:
+        print(f"{name}:")
+        for line in sections[name]():
+            print(f"  {line}")
+    return 0
+
+
+def cmd_sweep(args: list[str]) -> int:
+    """Create a W&B sweep from configs/sweep/NAME.yaml and run an agent on it (needs a W&B account)."""
+    from . import paths
+    from .logging import wandb_online
+
+    if not args:
+        raise CLIError("usage: genbench sweep NAME [--count N]; sweeps: "
+                       + ", ".join(p.stem for p in (paths.configs_dir() / "sweep").glob("*.yaml")))
+    path = paths.configs_dir() / "sweep" / f"{args[0]}.yaml"
+    if not path.is_file():
+        raise CLIError(f"no sweep {args[0]!r} in {path.parent}")
+    if not wandb_online():
+        raise CLIError("W&B sweeps need the W&B server: set WANDB_API_KEY (or run `wandb login`). Without it, sweep "
+                       "locally with Hydra's multirun, e.g. `genbench train -m experiment=mob_digits "
+                       "model.components=5,10,20 seed=0,1,2`, whose runs land in results/runs/train/.")
+    import wandb
+    import yaml
+
+    sweep = yaml.safe_load(path.read_text())
+    project = sweep.get("project", "genbench")
+    sweep_id = wandb.sweep(sweep, project=project)
+    count = ["--count", args[args.index("--count") + 1]] if "--count" in args else []
+    os.execvp("wandb", ["wandb", "agent", "--project", project, *count, sweep_id])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

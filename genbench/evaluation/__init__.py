@@ -1,0 +1,75 @@
+"""Evaluators: pure functions (model, data) → result records, and their Lightning callback.
+
+:func:`evaluate` applies every evaluator whose needs a model meets (a model
+without ``sample`` gets no mode coverage, one without a likelihood gets no NLL):
+tables show "n/a" where none applies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from .likelihood import test_likelihood
+from .records import Result
+
+FIGURE_SAMPLES = {"image": 64, "points": 2000}
+
+
+def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_dir: Path | None = None,
+             split: str = "test") -> tuple[list[Result], list[str]]:
+    """All applicable evaluators on ``split``; returns the records and the figure paths written."""
+    settings = dict(settings or {})
+    info = datamodule.info
+    records = test_likelihood(model, datamodule.split(split), info, split, settings.get("likelihood"),
+                              batch_size=datamodule.eval_batch_size)
+    figures: list[str] = []
+    if callable(getattr(model, "sample", None)):
+        model.eval()
+        if info.mixture is not None:
+            from .modes import mode_coverage
+
+            records += mode_coverage(model, info.mixture, **settings.get("modes", {}))
+        if figure_dir is not None:
+            figures = sample_figures(model, datamodule, Path(figure_dir))
+    for r in records:
+        r.data = r.data or info.variant
+        r.split = r.split or split
+    return records, figures
+
+
+def sample_figures(model, datamodule, figure_dir: Path) -> list[str]:
+    """Sample figures in the data's own form: an image grid, or a 2D scatter over the true density."""
+    from .samples import save_density_2d, save_image_grid, save_scatter_2d
+
+    info = datamodule.info
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        if info.space.kind == "continuous" and info.dim == 2:
+            x = model.sample(FIGURE_SAMPLES["points"]).detach().cpu()
+            test = datamodule.split("test")[: FIGURE_SAMPLES["points"]]
+            return [str(save_scatter_2d(x, figure_dir / "samples.png", mixture=info.mixture, data=test,
+                                        title=f"samples ({info.variant})")),
+                    str(save_density_2d(x, figure_dir / "density.png", mixture=info.mixture))]
+        if len(info.shape) == 3:
+            x = model.sample(FIGURE_SAMPLES["image"]).detach().cpu().reshape(-1, *info.shape)
+            return [str(save_image_grid(x, figure_dir / "samples.png", title=f"samples ({info.variant})"))]
+    return []
+
+
+class PeriodicEvaluation(L.Callback):
+    """Runs the likelihood evaluator on a split every few epochs and logs it (nats, with its estimator)."""
+
+    def __init__(self, datamodule, every_n_epochs: int = 1, split: str = "val", max_examples: int = 2000):
+        self.datamodule, self.every, self.split, self.max_examples = datamodule, every_n_epochs, split, max_examples
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if (trainer.current_epoch + 1) % self.every or self.split not in self.datamodule.splits:
+            return
+        data = self.datamodule.split(self.split)[: self.max_examples]
+        for r in test_likelihood(pl_module, data.to(pl_module.device), self.datamodule.info, self.split):
+            if r.metric in ("nll", "bits_per_dim"):
+                pl_module.log(f"{self.split}/{r.metric}", r.value)

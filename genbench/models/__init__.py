@@ -1,0 +1,58 @@
+"""Model registry and construction.
+
+A model is a ``LightningModule`` that trains itself and declares what it can
+do through optional methods (DESIGN.md, "Model capabilities"):
+
+* ``log_prob(x) -> Tensor[B]``: exact log-likelihood in nats;
+* ``log_prob_bound(x, k) -> Tensor[B]``: a stochastic lower bound on log p(x);
+* ``sample(n) -> Tensor``: draws in the data space;
+* ``encode`` / ``decode``; ``free_energy`` / ``log_partition_ais`` (RBMs).
+
+Optional class attributes: ``needs_training`` (False: nothing to fit, e.g. the
+true mixture), ``supported_spaces`` (data-space kinds the model accepts), and
+``discrete_log_prob`` (True: on discrete data ``log_prob`` is a pmf over the
+integers; otherwise it is a density scored on dequantized data).
+A constructor that takes an ``info`` argument receives the data module's
+:class:`~genbench.data.DataInfo`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import lightning as L
+
+from ..data.base import DataInfo
+from ..registry import resolve
+
+MODELS = {
+    "true_mixture": "genbench.models.baselines:TrueMixture",
+    "independent_bernoulli": "genbench.models.baselines:IndependentBernoulli",
+    "mixture_of_bernoullis": "genbench.models.baselines:MixtureOfBernoullis",
+}
+
+
+class IncompatibleDataError(ValueError):
+    """A model asked to train on a data space it does not support."""
+
+
+def build_model(cfg: dict[str, Any], info: DataInfo) -> L.LightningModule:
+    """A model from its config (``name`` plus keyword arguments) for the given data."""
+    cfg = dict(cfg)
+    name = cfg.pop("name")
+    cls = resolve("model", MODELS, name)
+    spaces = getattr(cls, "supported_spaces", None)
+    if spaces is not None and info.space.kind not in spaces:
+        raise IncompatibleDataError(
+            f"model {name!r} supports {', '.join(spaces)} data, but {info.variant} is {info.space}; "
+            f"choose a {'/'.join(spaces)} data variant (e.g. data=digits data.variant=dynamic)")
+    if "info" in inspect.signature(cls).parameters:
+        cfg["info"] = info
+    return cls(**cfg)
+
+
+def capabilities(model) -> list[str]:
+    """The optional capability methods a model has."""
+    names = ("log_prob", "log_prob_bound", "sample", "encode", "decode", "free_energy", "log_partition_ais")
+    return [n for n in names if callable(getattr(model, n, None))]

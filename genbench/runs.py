@@ -1,0 +1,195 @@
+"""One run: train one config with one seed, evaluate it, and write its run record.
+
+A run record (JSON, written atomically) holds everything needed to trust and
+redo a number: the resolved config and its hash, the seed, the git commit,
+the data checksum, the machine, the wall time, the W&B run id, the status
+(``finished`` | ``diverged`` | ``failed``, with the error) and the result
+records. Tables read nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from . import paths
+from .data import build_datamodule
+from .data.files import ChecksumError, DataUnavailableError
+from .evaluation import PeriodicEvaluation, evaluate
+from .evaluation.records import Result
+from .logging import build_loggers, finish_loggers
+from .models import build_model
+
+USER_ERRORS = (DataUnavailableError, ChecksumError, ValueError, KeyError)
+"""Errors whose message is meant for the user: recorded and printed without a traceback."""
+
+VOLATILE_KEYS = ("logger", "name")
+"""Config keys that do not change a run's numbers (left out of its hash)."""
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    stable = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
+    return hashlib.sha1(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if sha.returncode != 0:
+        return None
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def machine() -> dict[str, Any]:
+    info = {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "lightning": L.__version__, "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if info["cuda"]:
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+class DivergenceGuard(L.Callback):
+    """Stops training at the first non-finite loss or parameter and remembers where."""
+
+    def __init__(self):
+        self.reason: str | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        bad = loss is not None and torch.is_tensor(loss) and not torch.isfinite(loss).all()
+        if not bad and batch_idx % 50 == 0:
+            bad = any(not torch.isfinite(p).all() for p in pl_module.parameters())
+        if bad:
+            self.reason = f"non-finite loss or parameters at epoch {trainer.current_epoch}, step {trainer.global_step}"
+            trainer.should_stop = True
+
+
+class ConfigInCheckpoint(L.Callback):
+    """Stores the resolved config in every checkpoint, so ``genbench evaluate`` can rebuild the run."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint["genbench"] = {"config": self.config}
+
+
+def non_finite_parameters(model) -> bool:
+    return any(not torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+
+
+def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
+                       table: str | None = None) -> dict[str, Any]:
+    """Run ``config`` (resolved, plain dict) and write its record to ``record_path``; returns the record."""
+    record: dict[str, Any] = {
+        "run_id": run_id, "table": table, "name": config.get("name"), "seed": config["seed"],
+        "status": "running", "config": config, "config_hash": config_hash(config), "git_commit": git_commit(),
+        "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": [], "figures": [],
+    }
+    start = time.perf_counter()
+    loggers = []
+    quiet_lightning()
+    try:
+        L.seed_everything(config["seed"], workers=True, verbose=False)
+        dm = build_datamodule(config["data"])
+        info = dm.info
+        record["data"] = {"variant": info.variant, "space": str(info.space), "sizes": info.sizes, "checksum": info.checksum}
+        model = build_model(config["model"], info)
+        loggers = build_loggers(config, run_id, table or "train")
+        record["wandb_run_id"] = next((lg.experiment.id for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
+        ckpt_dir = paths.models_dir(table or "train", run_id)
+        guard = DivergenceGuard()
+        if getattr(model, "needs_training", True):
+            trainer = build_trainer(config, loggers, [guard, ConfigInCheckpoint(config), *periodic(config, dm)], ckpt_dir)
+            trainer.fit(model, datamodule=dm)
+            record["epochs"], record["steps"] = trainer.current_epoch, trainer.global_step
+        else:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"state_dict": model.state_dict(), "genbench": {"config": config}}, ckpt_dir / "last.ckpt")
+        record["checkpoint"] = str(ckpt_dir / "last.ckpt")
+        if guard.reason or non_finite_parameters(model):
+            record["status"], record["error"] = "diverged", guard.reason or "non-finite parameters after training"
+        else:
+            settings = config.get("evaluation") or {}
+            results, figures = evaluate(model, dm, settings, paths.results_dir("figures", table or "train", run_id),
+                                        split=settings.get("split", "test"))
+            record["results"], record["figures"] = [r.to_dict() for r in results], figures
+            record["status"] = "finished"
+            for lg in loggers:
+                lg.log_metrics({f"test/{r.metric}": r.value for r in results if math.isfinite(r.value)})
+    except USER_ERRORS as e:
+        record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"
+    except Exception as e:  # recorded so that a table still renders; the traceback is kept for debugging
+        record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"
+        record["traceback"] = traceback.format_exc()
+    finally:
+        finish_loggers(loggers)
+        record["wall_time_s"] = round(time.perf_counter() - start, 3)
+        write_json_atomic(record_path, record)
+    return record
+
+
+NOISE = (".*have no `validation_step`.*", ".*returned `None`, this fit will run with no optimizer.*",
+         ".*LeafSpec.*", ".*smaller than the logging interval.*", ".*does not have many workers.*")
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's start-up banners and the warnings that do not apply to the suite's models."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def periodic(config: dict[str, Any], dm) -> list[L.Callback]:
+    every = (config.get("evaluation") or {}).get("every_n_epochs", 0)
+    return [PeriodicEvaluation(dm, every_n_epochs=every)] if every else []
+
+
+def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) -> L.Trainer:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    kw = dict(config.get("trainer") or {})
+    if kw.get("enable_progress_bar") is None:
+        kw["enable_progress_bar"] = os.isatty(2) and not os.environ.get("CI")
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False)
+    return L.Trainer(logger=loggers or False, callbacks=[*callbacks, checkpoint], enable_model_summary=False,
+                     num_sanity_val_steps=0, **kw)
+
+
+def results_of(record: dict[str, Any]) -> list[Result]:
+    return [Result.from_dict(r) for r in record.get("results", [])]

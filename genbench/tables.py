@@ -1,0 +1,346 @@
+"""Tables: a paper's comparison as models × datasets × seeds, run, aggregated and written beside the published numbers.
+
+A table config (``configs/table/NAME.yaml``) lists
+
+* ``datasets``: key → {``label``, ``overrides``, optional ``smoke`` / ``paper`` overrides};
+* ``models``: rows, each {``label``, ``overrides``, optional ``datasets`` (keys; default all),
+  ``smoke`` / ``paper`` overrides, ``published``: dataset key → [published ids]};
+* ``metrics``: the metrics shown, in order (the first is the headline of the figure and ranking);
+* ``references``: published ids shown as rows of their own (no run of ours);
+* ``scales``: ``smoke`` / ``paper`` → {``seeds``, ``overrides``}; ``title``, ``description``, ``notes``.
+
+Overrides apply from the general to the specific: scale, dataset, dataset at this scale, row,
+row at this scale. Every (row, dataset, seed) is one run whose record lives in
+``results/runs/TABLE/SCALE/RUN_ID.json``; a run whose finished (or diverged)
+record has the same config hash is not run again, so an interrupted table
+resumes where it stopped and a changed config reruns only what changed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from . import paths
+from .published import Published, load_published
+from .runs import config_hash, read_record, train_and_evaluate
+
+SCALES = ("smoke", "paper")
+LOWER_IS_BETTER = {"nll": True, "bits_per_dim": True, "reverse_kl": True, "modes_ali": False,
+                   "modes_veegan": False, "high_quality_pct": False, "sample_log_density": False}
+
+
+class TableError(ValueError):
+    """A bad table name, scale or table config; the message lists the valid choices."""
+
+
+def table_names() -> list[str]:
+    return sorted(p.stem for p in (paths.configs_dir() / "table").glob("*.yaml"))
+
+
+def load_table(name: str) -> dict[str, Any]:
+    path = paths.configs_dir() / "table" / f"{name}.yaml"
+    if not path.is_file():
+        raise TableError(f"unknown table {name!r}; valid: {', '.join(table_names())}")
+    spec = yaml.safe_load(path.read_text())
+    spec.setdefault("name", name)
+    for key in ("datasets", "models", "metrics", "scales"):
+        if key not in spec:
+            raise TableError(f"table config {path} has no {key!r} section")
+    return spec
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+@dataclass
+class PlannedRun:
+    row: str
+    dataset: str
+    seed: int
+    overrides: list[str]
+    published: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return f"{slug(self.row)}--{self.dataset}--s{self.seed}"
+
+
+def plan(spec: dict[str, Any], scale: str) -> list[PlannedRun]:
+    if scale not in SCALES:
+        raise TableError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    if scale not in spec["scales"]:
+        raise TableError(f"table {spec['name']!r} has no {scale!r} scale; it has {', '.join(spec['scales'])}")
+    scale_cfg = spec["scales"][scale] or {}
+    planned = []
+    for row in spec["models"]:
+        for key in row.get("datasets") or list(spec["datasets"]):
+            if key not in spec["datasets"]:
+                raise TableError(f"row {row['label']!r} names dataset {key!r}; the table has {', '.join(spec['datasets'])}")
+            ds = spec["datasets"][key]
+            for seed in scale_cfg.get("seeds", [0]):
+                overrides = [*scale_cfg.get("overrides", []), *ds.get("overrides", []), *ds.get(scale, []),
+                             *row.get("overrides", []), *row.get(scale, []), f"seed={seed}", f"name={slug(row['label'])}"]
+                planned.append(PlannedRun(row["label"], key, seed, overrides, (row.get("published") or {}).get(key, [])))
+    return planned
+
+
+def compose(overrides: list[str]) -> dict[str, Any]:
+    """The resolved config of ``configs/train.yaml`` under Hydra overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(paths.configs_dir().resolve()), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = None, output_name: str | None = None,
+              log=print) -> dict[str, Path]:
+    """Run the table's missing runs, then write its md/csv/tex and figure; returns the written paths."""
+    spec = load_table(name)
+    if extra_rows:
+        spec["models"] = [*spec["models"], *extra_rows]
+    planned = plan(spec, scale)
+    records = []
+    for i, p in enumerate(planned, 1):
+        config = compose(p.overrides)
+        path = paths.results_dir("runs", name, scale, f"{p.run_id}.json")
+        old = read_record(path)
+        if old and old.get("status") in ("finished", "diverged") and old.get("config_hash") == config_hash(config):
+            log(f"[{i}/{len(planned)}] {p.run_id}: done before ({old['status']})")
+            records.append(old)
+            continue
+        log(f"[{i}/{len(planned)}] {p.run_id}: running")
+        rec = train_and_evaluate(config, path, p.run_id, table=name)
+        log(f"[{i}/{len(planned)}] {p.run_id}: {rec['status']} in {rec['wall_time_s']:.1f} s"
+            + (f" ({rec['error']})" if rec.get("error") else ""))
+        records.append(rec)
+    frame = aggregate(spec, planned, records)
+    return write_outputs(spec, scale, frame, planned, records, output_name or name)
+
+
+# -- aggregation ------------------------------------------------------------------------------------------------------
+
+COLUMNS = ["row", "dataset", "variant", "metric", "unit", "estimator", "obtained", "obtained_std", "obtained_se",
+           "obtained_min", "obtained_max", "n", "status", "published", "published_std", "published_std_kind",
+           "published_status", "source", "published_id"]
+
+
+def aggregate(spec: dict[str, Any], planned: list[PlannedRun], records: list[dict]) -> pd.DataFrame:
+    """One line per (row, dataset, metric[, published entry]): seed statistics beside the published value."""
+    published = load_published()
+    groups: dict[tuple[str, str], list[tuple[PlannedRun, dict]]] = {}
+    for p, rec in zip(planned, records):
+        groups.setdefault((p.row, p.dataset), []).append((p, rec))
+    lines = []
+    for (row, key), runs in groups.items():
+        done = [r for _, r in runs if r.get("status") == "finished"]
+        status = run_status(runs)
+        pubs = [published[i] for i in runs[0][0].published if i in published]
+        missing = [i for i in runs[0][0].published if i not in published]
+        if missing:
+            raise TableError(f"table {spec['name']!r} row {row!r} names unknown published ids {missing}")
+        variant = next((r["data"]["variant"] for _, r in runs if r.get("data")), spec["datasets"][key].get("label", key))
+        shown = False
+        for metric in spec["metrics"]:
+            values = [res for r in done for res in r["results"] if res["metric"] == metric]
+            metric_pubs = [q for q in pubs if q.metric == metric]
+            if not values and not metric_pubs:
+                continue
+            base = {"row": row, "dataset": key, "variant": variant, "metric": metric, "status": status, **stats(values)}
+            for q in metric_pubs or [None]:
+                lines.append({**base, **published_columns(q)})
+            shown = True
+        if not shown:
+            lines.append({"row": row, "dataset": key, "variant": variant, "metric": "—", "status": status, "n": 0})
+    for ref in spec.get("references") or []:
+        q = published[ref]
+        lines.append({"row": f"{q.model} (published only)", "dataset": ref_dataset(spec, q), "variant": q.variant,
+                      "metric": q.metric, "unit": q.unit, "estimator": q.estimator, "n": 0, "status": "not run here",
+                      **published_columns(q)})
+    return pd.DataFrame(lines, columns=COLUMNS)
+
+
+def ref_dataset(spec: dict[str, Any], q: Published) -> str:
+    """The table dataset key a published-only row belongs to (by its variant), else its own dataset."""
+    for key, ds in spec["datasets"].items():
+        if ds.get("variant") == q.variant or key == q.dataset:
+            return key
+    return q.dataset
+
+
+def run_status(runs) -> str:
+    counts: dict[str, int] = {}
+    for _, r in runs:
+        counts[r.get("status", "missing")] = counts.get(r.get("status", "missing"), 0) + 1
+    text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    errors = sorted({r["error"].splitlines()[0][:160] for _, r in runs if r.get("error")})
+    return text + (f" ({'; '.join(errors)})" if errors else "")
+
+
+def stats(values: list[dict]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0}
+    v = pd.Series([x["value"] for x in values], dtype=float)
+    se = [x["std_error"] for x in values if x.get("std_error") is not None]
+    return {"unit": values[0]["unit"], "estimator": values[0]["estimator"], "obtained": v.mean(),
+            "obtained_std": v.std(ddof=1) if len(v) > 1 else float("nan"),
+            "obtained_se": sum(se) / len(se) if se else float("nan"),
+            "obtained_min": v.min(), "obtained_max": v.max(), "n": len(v)}
+
+
+def published_columns(q: Published | None) -> dict[str, Any]:
+    if q is None:
+        return {}
+    return {"published": q.value, "published_std": q.std, "published_std_kind": q.std_kind, "published_status": q.status,
+            "source": f"{q.paper}, {q.table}", "published_id": q.id}
+
+
+# -- output -----------------------------------------------------------------------------------------------------------
+
+def fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        if v == int(v) and abs(v) < 1e6:
+            return str(int(v))
+        return f"{v:.2f}" if abs(v) >= 10 else f"{v:.3g}"
+    return str(v)
+
+
+def obtained_text(line: pd.Series) -> str:
+    n = int(line["n"]) if not pd.isna(line["n"]) else 0
+    if n == 0:
+        return "n/a"
+    if n == 1:
+        se = fmt(line["obtained_se"])
+        return fmt(line["obtained"]) + (f" ± {se} (s.e.)" if se else "")
+    return (f"{fmt(line['obtained'])} ± {fmt(line['obtained_std'])} (std, n={n}; "
+            f"min {fmt(line['obtained_min'])}, max {fmt(line['obtained_max'])})")
+
+
+def published_text(line: pd.Series) -> str:
+    if pd.isna(line["published"]):
+        return ""
+    std = f" ± {fmt(line['published_std'])}" if not pd.isna(line["published_std"]) else ""
+    kind = f" ({line['published_std_kind']})" if std and isinstance(line["published_std_kind"], str) else ""
+    return f"{fmt(line['published'])}{std}{kind}"
+
+
+STATUS_MEANING = {"P": "verified in the primary source", "S": "verified in a secondary source only",
+                  "R": "UNVERIFIED (recalled)", "D": "derived by arithmetic"}
+
+
+def write_outputs(spec, scale, frame: pd.DataFrame, planned, records, name: str) -> dict[str, Path]:
+    out = paths.results_dir("tables")
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "tex": out / f"{name}.tex"}
+    frame.assign(scale=scale).to_csv(written["csv"], index=False)
+    fig = summary_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_summary.png"))
+    written["md"].write_text(markdown(spec, scale, frame, planned, records, fig))
+    written["tex"].write_text(latex(spec, scale, frame))
+    if fig:
+        written["figure"] = fig
+    return written
+
+
+def markdown(spec, scale, frame, planned, records, fig: Path | None) -> str:
+    lines = [f"# {spec.get('title', spec['name'])}", "", f"Table `{spec['name']}`, scale **{scale}**. "
+             + (spec.get("description") or "").strip(), ""]
+    for key in frame["dataset"].drop_duplicates():
+        part = frame[frame["dataset"] == key]
+        label = spec["datasets"].get(key, {}).get("label", key)
+        variants = ", ".join(sorted({str(v) for v in part["variant"] if isinstance(v, str)}))
+        lines += [f"## {label}", "", f"Data variant: `{variants}`.", "",
+                  "| model | metric | unit | estimator | obtained | published | source (status) | runs |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for _, line in part.iterrows():
+            source = "" if pd.isna(line["published"]) else f"{line['source']} ({line['published_status']}: {STATUS_MEANING.get(line['published_status'], '?')})"
+            lines.append(f"| {line['row']} | {line['metric']} | {line['unit'] if isinstance(line['unit'], str) else ''} | "
+                         f"{line['estimator'] if isinstance(line['estimator'], str) else ''} | {obtained_text(line)} | "
+                         f"{published_text(line)} | {source} | {line['status']} |")
+        lines += ranking(spec, part) + [""]
+    if fig:
+        lines += [f"![summary]({relative(fig)})", ""]
+    figures = [(p.run_id, f) for p, r in zip(planned, records) if p.seed == planned[0].seed for f in r.get("figures", [])]
+    if figures:
+        lines += ["Sample figures (first seed): " + ", ".join(f"[{rid}/{Path(f).name}]({relative(Path(f))})" for rid, f in figures), ""]
+    lines += ["Estimators: *exact* has only the test set's sampling error (± is the standard error over test points); "
+              "*upper bound* / *lower bound* bound the named quantity; *estimate* is a stochastic estimate. "
+              "Across seeds, ± is the standard deviation. Published statuses: P primary source, S secondary source, "
+              "R recalled and unverified (not an anchor), D derived.", ""]
+    for note in spec.get("notes") or []:
+        lines.append(f"- {note.strip()}")
+    return "\n".join(lines) + "\n"
+
+
+def ranking(spec, part: pd.DataFrame) -> list[str]:
+    headline = next((m for m in spec["metrics"] if m in set(part["metric"]) and m in LOWER_IS_BETTER), None)
+    if headline is None:
+        return []
+    ours = part[(part["metric"] == headline) & (part["n"] > 0)].drop_duplicates("row")
+    if len(ours) < 2:
+        return []
+    ours = ours.sort_values("obtained", ascending=LOWER_IS_BETTER[headline])
+    unit = ours["unit"].iloc[0]
+    return ["", f"Ranking by {headline} ({unit}, {'lower' if LOWER_IS_BETTER[headline] else 'higher'} is better): "
+            + "; ".join(f"{i}. {r} ({fmt(v)})" for i, (r, v) in enumerate(zip(ours["row"], ours["obtained"]), 1))]
+
+
+def relative(path: Path) -> str:
+    try:
+        return str(Path("..") / Path(path).resolve().relative_to(paths.results_dir().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def latex(spec, scale, frame: pd.DataFrame) -> str:
+    cols = {"row": "model", "dataset": "data", "metric": "metric", "unit": "unit", "estimator": "estimator"}
+    view = frame[list(cols)].rename(columns=cols).fillna("")
+    view["obtained"] = [obtained_text(line) for _, line in frame.iterrows()]
+    view["published"] = [published_text(line) for _, line in frame.iterrows()]
+    view["status"] = frame["published_status"].fillna("")
+    return view.to_latex(index=False, caption=f"{spec.get('title', spec['name'])} ({scale} scale)", label=f"tab:{spec['name']}")
+
+
+def summary_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
+    """The headline metric per model and dataset (seed std, else standard error), published values as crosses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    headline = next((m for m in spec["metrics"] if m in set(frame["metric"])), None)
+    part = frame[frame["metric"] == headline]
+    if headline is None or part["obtained"].isna().all():
+        return None
+    keys = list(part["dataset"].drop_duplicates())
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 1.5 + 0.45 * part["row"].nunique()), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        d = part[part["dataset"] == key].drop_duplicates(["row", "published_id"])
+        ours = d.drop_duplicates("row")
+        y = range(len(ours))
+        spread = ours["obtained_std"].fillna(ours["obtained_se"]).fillna(0)
+        ax.errorbar(ours["obtained"], list(y), xerr=spread, fmt="o", color="tab:blue", capsize=3, label="obtained")
+        for yi, row in zip(y, ours["row"]):
+            pubs = d[(d["row"] == row) & d["published"].notna()]
+            ax.scatter(pubs["published"], [yi] * len(pubs), color="tab:red", marker="x", zorder=3,
+                       label="published" if yi == 0 else None)
+        ax.set_yticks(list(y), list(ours["row"]))
+        ax.set_title(spec["datasets"].get(key, {}).get("label", key), fontsize=9)
+        ax.set_xlabel(f"{headline} ({ours['unit'].dropna().iloc[0] if ours['unit'].notna().any() else ''})")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
