@@ -120,8 +120,6 @@ def test_mnist_dynamic_resamples_train_but_not_test(mnist_raw):
     assert torch.equal(tests[0], tests[1]) and torch.equal(tests[0], again.split("test"))
 
 
-@pytest.mark.xfail(strict=True, reason="base.TensorDataModule.train_dataloader reads train_transform "
-                   "before setup() has set it, so a fresh module's first training loader is not binarized")
 def test_train_dataloader_before_setup(mnist_raw):
     dm = MNISTDataModule("dynamic", root=mnist_raw[0])
     assert only_values(next(iter(dm.train_dataloader())), {0.0, 1.0})

@@ -98,7 +98,7 @@ class _IndexedSplit(Dataset):
         return self.data.shape[0]
 
     def __getitem__(self, index):
-        x = self.data[torch.as_tensor(index)]
+        x = self.data[torch.as_tensor(index)].float()  # 8-bit images stay uint8 in memory
         return self.transform(x) if self.transform is not None else x
 
 
@@ -154,7 +154,7 @@ class TensorDataModule(L.LightningDataModule):
         )
 
     def split(self, name: str) -> torch.Tensor:
-        """The fixed tensor of a split (the training split before its transform)."""
+        """The fixed tensor of a split (the training split before its transform), as stored (uint8 for images)."""
         self.setup()
         if name not in self.splits:
             raise KeyError(f"{self.variant} has no {name!r} split; it has {sorted(self.splits)}")
@@ -171,6 +171,7 @@ class TensorDataModule(L.LightningDataModule):
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
+        self.setup()  # the training transform is known only once the data is loaded
         return self._loader("train", True, self.batch_size, self.train_transform)
 
     def val_dataloader(self) -> DataLoader:

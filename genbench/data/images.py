@@ -1,7 +1,7 @@
 """CIFAR-10 and SVHN: 32x32 colour images with 8-bit pixels, through torchvision.
 
-Both are a discrete data space (3, 32, 32) with 256 levels, stored as float
-tensors holding the integers 0..255 (models dequantize and rescale them; see
+Both are a discrete data space (3, 32, 32) with 256 levels, stored as uint8
+(batches come out as float32 holding the integers 0..255; models dequantize and rescale them; see
 DESIGN.md "Data spaces"). Splits: train = the official training images minus
 the last ``val_size`` (default 0, as in the published protocols), val = those
 last ``val_size``, test = the official test images. ``hflip=True`` flips each
@@ -77,7 +77,7 @@ class _ImageDataModule(TensorDataModule):
         if "extra" in parts:
             splits["train"] = tuple(np.concatenate([a, b]) for a, b in zip(splits["train"], parts["extra"]))
         self.split_labels = {k: torch.as_tensor(y, dtype=torch.long) for k, (_, y) in splits.items()}
-        return {k: torch.from_numpy(np.ascontiguousarray(x)).float() for k, (x, _) in splits.items()}
+        return {k: torch.from_numpy(np.ascontiguousarray(x)) for k, (x, _) in splits.items()}
 
 
 class CIFAR10DataModule(_ImageDataModule):

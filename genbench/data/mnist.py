@@ -112,10 +112,10 @@ class MNISTDataModule(TensorDataModule):
         index = {"train": slice(0, cut), "val": slice(cut, n)} if self.val_size else {"train": slice(0, n)}
         x = {k: images["train"][s] for k, s in index.items()} | {"test": images["test"]}
         self.split_labels = {k: labels["train"][s] for k, s in index.items()} | {"test": labels["test"]}
-        x = {k: v.reshape(-1, 1, 28, 28).float() for k, v in x.items()}
+        x = {k: v.reshape(-1, 1, 28, 28) for k, v in x.items()}
         if self._variant == "grey":
-            return x
-        splits, self.train_transform = binarize_splits({k: v / 255 for k, v in x.items()},
+            return x  # uint8 in memory, float32 batches
+        splits, self.train_transform = binarize_splits({k: v.float() / 255 for k, v in x.items()},
                                                        self._variant, self.binarize_seed)
         return splits
 

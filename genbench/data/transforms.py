@@ -37,7 +37,7 @@ def binarize_splits(
     if variant == "threshold":
         return {k: (v >= 0.5).float() for k, v in splits.items()}, None
     gen = torch.Generator().manual_seed(seed)
-    sampled = {k: torch.bernoulli(v.float(), generator=gen) for k, v in sorted(splits.items())}
+    sampled = {k: torch.bernoulli(v.float(), generator=gen) for k, v in splits.items()}
     if variant == "fixed":
         return sampled, None
     sampled["train"] = splits["train"].float()

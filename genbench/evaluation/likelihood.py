@@ -26,7 +26,7 @@ from .records import Result, mean_and_std_error
 
 def _per_example(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor, batch_size: int) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([fn(data[i : i + batch_size]).detach().double().cpu() for i in range(0, len(data), batch_size)])
+        return torch.cat([fn(data[i : i + batch_size].float()).detach().double().cpu() for i in range(0, len(data), batch_size)])
 
 
 def choose_estimator(model) -> str | None:
