@@ -161,7 +161,8 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
 
 
 NOISE = (".*have no `validation_step`.*", ".*returned `None`, this fit will run with no optimizer.*",
-         ".*LeafSpec.*", ".*smaller than the logging interval.*", ".*does not have many workers.*")
+         ".*LeafSpec.*", ".*smaller than the logging interval.*", ".*does not have many workers.*",
+         ".*exists and is not empty.*")
 
 
 def quiet_lightning() -> None:

@@ -29,11 +29,10 @@ How the IDX files are read: torchvision's ``MNIST`` class checks the archives
 against its own hard-coded md5s, which would refuse the small files the tests
 generate and fail with torchvision's own messages. So we verify the archives
 ourselves against :data:`MNIST_FILES` (tests monkeypatch it), decompress each
-``.gz`` beside itself exactly as torchvision's download does (into a temporary
-folder when that folder is read-only, e.g. the shared copy), and parse them
-with torchvision's own IDX readers (``read_image_file`` / ``read_label_file``).
-One code path serves the real files and the test files, and a later
-``torchvision.datasets.MNIST(root)`` finds the same extracted files.
+``.gz`` into a temporary folder (never under the data root, which may be a
+shared copy), and parse them with torchvision's own IDX readers
+(``read_image_file`` / ``read_label_file``). One code path serves the real
+files and the test files.
 """
 
 from __future__ import annotations
@@ -142,30 +141,15 @@ class MNISTDataModule(TensorDataModule):
 
 
 def _read_idx(gz: Path, reader):
-    """Run torchvision's IDX ``reader`` on the decompressed ``gz`` (decompressed once, beside it)."""
-    out = gz.with_suffix("")
-    with open(gz, "rb") as f:  # the gzip trailer ends with the uncompressed size (mod 2**32)
-        f.seek(-4, os.SEEK_END)
-        isize = int.from_bytes(f.read(4), "little")
-    if out.is_file() and out.stat().st_size == isize and out.stat().st_mtime >= gz.stat().st_mtime:
-        return reader(str(out))
-    try:
-        _gunzip(gz, out)
-    except OSError:  # a read-only folder (the shared copy): decompress to a temporary folder
-        with tempfile.TemporaryDirectory() as tmp:
-            _gunzip(gz, Path(tmp) / out.name)
-            return reader(str(Path(tmp) / out.name))
-    return reader(str(out))
+    """Run torchvision's IDX ``reader`` on ``gz`` decompressed into a temporary folder.
 
-
-def _gunzip(src: Path, dst: Path) -> None:
-    part = dst.with_name(dst.name + ".part")
-    try:
-        with gzip.open(src, "rb") as fin, open(part, "wb") as fout:
+    Nothing is written under the data root: it may be a shared, read-only copy.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / gz.with_suffix("").name
+        with gzip.open(gz, "rb") as fin, open(out, "wb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 22)
-        os.replace(part, dst)
-    finally:
-        part.unlink(missing_ok=True)
+        return reader(str(out))
 
 
 def read_amat(path: str | os.PathLike) -> torch.Tensor:

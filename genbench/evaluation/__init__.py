@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from .likelihood import test_likelihood
+from .likelihood import likelihood_records
 from .records import Result
 
 FIGURE_SAMPLES = {"image": 64, "points": 2000}
@@ -24,7 +24,7 @@ def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_d
     """All applicable evaluators on ``split``; returns the records and the figure paths written."""
     settings = dict(settings or {})
     info = datamodule.info
-    records = test_likelihood(model, datamodule.split(split), info, split, settings.get("likelihood"),
+    records = likelihood_records(model, datamodule.split(split), info, split, settings.get("likelihood"),
                               batch_size=datamodule.eval_batch_size)
     figures: list[str] = []
     if callable(getattr(model, "sample", None)):
@@ -70,6 +70,6 @@ class PeriodicEvaluation(L.Callback):
         if (trainer.current_epoch + 1) % self.every or self.split not in self.datamodule.splits:
             return
         data = self.datamodule.split(self.split)[: self.max_examples]
-        for r in test_likelihood(pl_module, data.to(pl_module.device), self.datamodule.info, self.split):
+        for r in likelihood_records(pl_module, data.to(pl_module.device), self.datamodule.info, self.split):
             if r.metric in ("nll", "bits_per_dim"):
                 pl_module.log(f"{self.split}/{r.metric}", r.value)

@@ -53,7 +53,7 @@ ESTIMATORS: dict[str, tuple[Callable, Callable]] = {
 """name → (applies to model?, fn(model, x_batch, settings) -> (log p per example, NLL estimator kind, settings))."""
 
 
-def test_likelihood(model, data: torch.Tensor, info: DataInfo, split: str = "test", settings: dict | None = None,
+def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "test", settings: dict | None = None,
                     batch_size: int = 1000) -> list[Result]:
     """NLL (and bits/dim where meaningful) of ``model`` on ``data`` with standard errors over examples."""
     settings = dict(settings or {})

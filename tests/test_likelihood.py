@@ -1,0 +1,128 @@
+"""The likelihood evaluator and the data-space conversions against ground truth."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genbench.data.base import DataInfo, DataSpace
+from genbench.data.gmm2d import grid25, ring8
+from genbench.data.transforms import bits_per_dim, dequantize, logit_transform, nll_in_pixel_units, rescale
+from genbench.evaluation.likelihood import likelihood_records as likelihood
+
+
+# Dinh 2018, Table 5.1: mean log-likelihood (nats, of data rescaled with noise U(0, δ)) → bits/dim.
+TABLE_5_1 = [  # (dataset, log-likelihood, D, δ, published bits/dim)
+    ("MNIST", 1980.50, 784, 1 / 256, 4.36),
+    ("TFD", 5514.71, 2304, 1 / 256, 4.55),
+    ("SVHN", 11496.55, 3072, 1 / 256, 2.60),
+    ("CIFAR-10", 5371.78, 3072, 2 / 256, 4.48),
+]
+
+
+@pytest.mark.parametrize("name, ll, dim, delta, published", TABLE_5_1)
+def test_bits_per_dim_reproduces_dinh_table_5_1(name, ll, dim, delta, published):
+    nll_pixels = nll_in_pixel_units(-ll, dim, scale=delta)
+    assert round(bits_per_dim(nll_pixels, dim), 2) == published
+
+
+def test_logit_transform_log_det_matches_autograd():
+    x = torch.rand(3, 5, dtype=torch.float64)
+    _, logdet = logit_transform(x, alpha=0.05)
+    for i in range(3):
+        jac = torch.autograd.functional.jacobian(lambda v: logit_transform(v[None], 0.05)[0][0], x[i])
+        assert torch.allclose(logdet[i], torch.linalg.slogdet(jac).logabsdet)
+
+
+def test_rescale_log_det():
+    x = torch.rand(4, 2, 3)
+    y, logdet = rescale(x, 1 / 256)
+    assert torch.allclose(y, x / 256) and torch.allclose(logdet, torch.full((4,), 6 * math.log(1 / 256)))
+
+
+class UniformPixels(torch.nn.Module):
+    """The uniform density on [0, 256)^D: its NLL is exactly D ln 256, i.e. 8 bits/dim."""
+
+    def log_prob(self, x):
+        inside = ((x >= 0) & (x < 256)).flatten(1).all(1)
+        return torch.where(inside, -x[0].numel() * math.log(256.0), -math.inf)
+
+
+class Bernoulli(torch.nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def log_prob(self, x):
+        x = x.flatten(1)
+        return (x * math.log(self.p) + (1 - x) * math.log(1 - self.p)).sum(1)
+
+
+class Bounded(Bernoulli):
+    """A model offering only a lower bound on log p (here: the exact value minus k-dependent slack)."""
+
+    def log_prob_bound(self, x, k):
+        return Bernoulli.log_prob(self, x) - 1.0 / k
+
+    log_prob = None
+
+
+def info(kind, shape, levels=None, mixture=None):
+    return DataInfo("test", f"test/{kind}", DataSpace(kind, shape, levels), {}, "x", mixture=mixture)
+
+
+def by_metric(records):
+    return {r.metric: r for r in records}
+
+
+def test_dequantized_8bit_nll_is_in_pixel_units_and_labelled_an_upper_bound():
+    x = torch.randint(0, 256, (50, 1, 4, 4)).float()
+    r = by_metric(likelihood(UniformPixels(), x, info("discrete", (1, 4, 4), 256)))
+    assert r["nll"].value == pytest.approx(16 * math.log(256))
+    assert r["bits_per_dim"].value == pytest.approx(8.0)
+    assert r["nll"].estimator == "upper bound" and "dequantization" in r["nll"].settings
+
+
+def test_binary_nll_is_exact_with_its_standard_error():
+    x = torch.bernoulli(torch.full((400, 10), 0.3))
+    r = by_metric(likelihood(Bernoulli(0.3), x, info("binary", (10,))))
+    per_example = -(x * math.log(0.3) + (1 - x) * math.log(0.7)).sum(1)
+    assert r["nll"].value == pytest.approx(per_example.mean().item())
+    assert r["nll"].std_error == pytest.approx(per_example.std().item() / 20, rel=1e-6)
+    assert r["bits_per_dim"].value == pytest.approx(per_example.mean().item() / (10 * math.log(2)))
+    assert r["nll"].estimator == "exact"
+
+
+def test_a_bound_is_never_reported_as_exact():
+    x = torch.bernoulli(torch.full((100, 10), 0.3))
+    r = by_metric(likelihood(Bounded(0.3), x, info("binary", (10,)), settings={"bound_k": 10}))
+    assert r["nll"].estimator == "upper bound" and r["nll"].settings["k"] == 10
+    exact = by_metric(likelihood(Bernoulli(0.3), x, info("binary", (10,))))["nll"].value
+    assert r["nll"].value == pytest.approx(exact + 0.1)
+
+
+@pytest.mark.parametrize("make", [grid25, ring8])
+def test_true_mixture_nll_matches_its_monte_carlo_entropy(make):
+    mixture = make()
+    x = mixture.sample(20_000, torch.Generator().manual_seed(5))
+
+    class TrueModel(torch.nn.Module):
+        def log_prob(self, v):
+            return mixture.log_prob(v)
+
+    r = by_metric(likelihood(TrueModel(), x, info("continuous", (2,), mixture=mixture)))
+    assert "bits_per_dim" not in r
+    nll, h = r["nll"], r["mixture_entropy"]
+    assert abs(nll.value - h.value) < 3 * math.hypot(nll.std_error, h.std_error)
+    # and the entropy against its closed form for well-separated equal-weight isotropic components
+    std = mixture.covariances[0, 0, 0].sqrt().item()
+    closed = math.log(mixture.n_components) + math.log(2 * math.pi * math.e * std**2)
+    assert h.value == pytest.approx(closed, abs=4 * h.std_error)
+
+
+def test_dequantize_adds_uniform_noise_below_one():
+    x = torch.randint(0, 256, (1000, 3)).float()
+    u = dequantize(x) - x
+    assert (u >= 0).all() and (u < 1).all() and abs(u.mean().item() - 0.5) < 0.03

@@ -1,0 +1,182 @@
+"""Tables end to end at smoke scale: numbers, files, resuming, failures and comparisons."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import pandas as pd
+import pytest
+
+import genbench.tables as tables
+from genbench.paths import results_dir
+
+HQ_ANALYTIC = 100 * (1 - math.exp(-4.5))  # % of a 2D isotropic Gaussian within 3 standard deviations: 98.889
+
+
+def lines(frame, dataset, metric):
+    return frame[(frame["dataset"] == dataset) & (frame["metric"] == metric)].iloc[0]
+
+
+def test_gmm_baselines_smoke_meets_the_planted_answers():
+    written = tables.run_table("gmm-baselines", "smoke", log=lambda *_: None)
+    for kind in ("md", "csv", "tex", "figure"):
+        assert written[kind].is_file() and written[kind].stat().st_size > 0
+    frame = pd.read_csv(written["csv"])
+    assert {"row", "dataset", "metric", "unit", "estimator", "obtained", "obtained_std", "n", "published",
+            "published_std", "source"} <= set(frame.columns)
+    for key, k in (("ring8", 8), ("grid25", 25)):
+        assert lines(frame, key, "modes_ali")["obtained"] == k
+        assert lines(frame, key, "modes_veegan")["obtained"] == k
+        hq = lines(frame, key, "high_quality_pct")
+        se = math.sqrt(HQ_ANALYTIC * (100 - HQ_ANALYTIC) / 2500)
+        assert abs(hq["obtained"] - HQ_ANALYTIC) < 3 * se
+        nll, h = lines(frame, key, "nll"), lines(frame, key, "mixture_entropy")
+        assert nll["estimator"] == "exact" and h["estimator"] == "estimate" and nll["unit"] == "nats"
+        assert abs(nll["obtained"] - h["obtained"]) < 3 * math.hypot(nll["obtained_se"], h["obtained_se"])
+    md = written["md"].read_text()
+    assert "gmm2d/grid25" in md and "exact" in md and "nats" in md
+
+
+TINY = """
+title: tiny
+datasets:
+  digits: {label: digits, overrides: [data=digits]}
+models:
+  - label: independent Bernoulli
+    overrides: [model=independent_bernoulli, trainer.max_epochs=1]
+  - label: MoB (K=3)
+    overrides: [model=mixture_of_bernoullis, model.components=3, trainer.max_epochs=3]
+    published: {digits: [sm08-mob-10]}
+metrics: [nll, bits_per_dim]
+scales:
+  smoke: {seeds: [0, 1]}
+"""
+
+
+@pytest.fixture
+def tiny_table(configs_copy):
+    (configs_copy / "table" / "tiny.yaml").write_text(TINY)
+    return "tiny"
+
+
+def test_seeds_aggregate_and_published_numbers_sit_beside(tiny_table):
+    written = tables.run_table(tiny_table, "smoke", log=lambda *_: None)
+    frame = pd.read_csv(written["csv"])
+    mob = frame[(frame["row"] == "MoB (K=3)") & (frame["metric"] == "nll")].iloc[0]
+    runs = [json.loads(p.read_text()) for p in sorted(results_dir("runs", "tiny", "smoke").glob("mob-k-3--*.json"))]
+    values = [next(r["value"] for r in run["results"] if r["metric"] == "nll") for run in runs]
+    assert mob["n"] == 2 and mob["obtained"] == pytest.approx(sum(values) / 2)
+    assert mob["obtained_std"] == pytest.approx(pd.Series(values).std())
+    assert mob["published"] == 168.95 and mob["published_status"] == "R"
+    assert "UNVERIFIED" in written["md"].read_text()
+    for run in runs:
+        assert run["git_commit"] and run["data"]["checksum"] and run["machine"]["cpus"] and run["wall_time_s"] > 0
+
+
+def test_an_interrupted_table_resumes_without_rerunning_finished_runs(tiny_table, monkeypatch):
+    real = tables.train_and_evaluate
+    calls = []
+
+    def killed_after_first(config, path, run_id, table=None):
+        if calls:
+            raise KeyboardInterrupt  # the user's Ctrl-C in the middle of the table
+        calls.append(run_id)
+        return real(config, path, run_id, table)
+
+    monkeypatch.setattr(tables, "train_and_evaluate", killed_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        tables.run_table(tiny_table, "smoke", log=lambda *_: None)
+    first = calls[0]
+    before = json.loads(results_dir("runs", "tiny", "smoke", f"{first}.json").read_text())
+
+    rerun = []
+    monkeypatch.setattr(tables, "train_and_evaluate", lambda *a, **k: rerun.append(a[2]) or real(*a, **k))
+    tables.run_table(tiny_table, "smoke", log=lambda *_: None)
+    assert first not in rerun and len(rerun) == 3
+    after = json.loads(results_dir("runs", "tiny", "smoke", f"{first}.json").read_text())
+    assert after["started"] == before["started"]
+
+    # a changed config reruns exactly the runs it changes
+    rerun.clear()
+    spec = (tables.paths.configs_dir() / "table" / "tiny.yaml")
+    spec.write_text(TINY.replace("model.components=3", "model.components=4"))
+    tables.run_table(tiny_table, "smoke", log=lambda *_: None)
+    assert sorted(rerun) == ["mob-k-3--digits--s0", "mob-k-3--digits--s1"]
+
+
+DIVERGING = '''
+import lightning as L
+import torch
+
+
+class Diverging(L.LightningModule):
+    """Its loss becomes NaN on the third step."""
+
+    def __init__(self, info):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, x, i):
+        return self.w.sum() * (float("nan") if i >= 2 else 1.0)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def log_prob(self, x):
+        return torch.zeros(x.shape[0]) + self.w
+
+    def sample(self, n):
+        return torch.zeros(n, 1, 8, 8)
+'''
+
+
+def test_diverged_and_failed_runs_are_recorded_and_the_table_still_renders(configs_copy, tmp_path):
+    (tmp_path / "diverging.py").write_text(DIVERGING)
+    (configs_copy / "table" / "bad.yaml").write_text(textwrap.dedent(f"""
+        title: bad runs
+        datasets:
+          digits: {{label: digits, overrides: [data=digits]}}
+        models:
+          - label: diverging
+            overrides: [model=custom, "model.name={tmp_path / 'diverging.py'}:Diverging", trainer.max_epochs=3]
+          - label: wrong space
+            overrides: [model=true_mixture]
+          - label: fine
+            overrides: [model=independent_bernoulli, trainer.max_epochs=1]
+        metrics: [nll]
+        scales:
+          smoke: {{seeds: [0]}}
+        """))
+    written = tables.run_table("bad", "smoke", log=lambda *_: None)
+    frame = pd.read_csv(written["csv"])
+    status = dict(zip(frame["row"], frame["status"]))
+    assert status["diverging"].startswith("1 diverged") and "non-finite" in status["diverging"]
+    assert status["wrong space"].startswith("1 failed") and "supports continuous" in status["wrong space"]
+    assert status["fine"] == "1 finished"
+    md = written["md"].read_text()
+    assert "diverged" in md and "failed" in md
+    record = json.loads(results_dir("runs", "bad", "smoke", "diverging--digits--s0.json").read_text())
+    assert record["status"] == "diverged" and record["steps"] <= 3
+
+
+def test_compare_ranks_a_new_model_among_the_baselines(tiny_table):
+    from genbench.cli import main
+
+    assert main(["compare", "model=examples/fvsbn.py:FVSBN", "table=tiny", "trainer.max_epochs=5"]) == 0
+    md = results_dir("tables", "tiny--compare-examples-fvsbn-py-fvsbn.md").read_text()
+    assert "FVSBN (compared)" in md and "Ranking by nll" in md
+
+
+@pytest.mark.mnist
+def test_binary_baselines_on_real_mnist(mnist_root):
+    written = tables.run_table("binary-baselines", "smoke", log=lambda *_: None)
+    frame = pd.read_csv(written["csv"])
+    mnist = frame[(frame["dataset"] == "mnist") & (frame["metric"] == "nll")]
+    assert set(mnist["variant"]) >= {"mnist/dynamic"}
+    mob500 = mnist[mnist["row"] == "MoB (K=500)"].iloc[0]
+    assert mob500["published"] == 137.64 and mob500["published_status"] == "R"
+    ib = mnist[mnist["row"] == "independent Bernoulli"].iloc[0]
+    assert 190 < ib["obtained"] < 220  # independent pixels on binarized MNIST: about 206 nats
+    assert 120 < mob500["obtained"] < ib["obtained"]
