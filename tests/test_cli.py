@@ -90,3 +90,17 @@ def files_of_mnist():
     from genbench.data.mnist import MNIST_FILES
 
     return list(MNIST_FILES)
+
+
+def test_sweep_definitions_compose():
+    """Every W&B sweep's parameters are valid overrides of the experiment its command names."""
+    import yaml
+
+    from genbench.paths import configs_dir
+    from genbench.tables import compose
+
+    for path in (configs_dir() / "sweep").glob("*.yaml"):
+        sweep = yaml.safe_load(path.read_text())
+        fixed = [a for a in sweep["command"][2:] if "=" in a and not a.startswith("$")]
+        trial = [f"{k}={v['values'][0]}" for k, v in sweep["parameters"].items()]
+        compose(fixed + trial)
