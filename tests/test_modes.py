@@ -144,3 +144,10 @@ def test_figures_write_pngs(tmp_path):
     _assert_png(save_image_grid(rgb, tmp_path / "rgb.png", nrow=4))
     _assert_png(save_image_grid(rgb.float() / 255, tmp_path / "rgb_unit.png"))
     assert plt.get_fignums() == []  # nothing left open in pyplot's registry
+
+
+def test_non_finite_samples_cover_no_mode():
+    m = grid25()
+    x = torch.cat([m.means[:1].float(), torch.full((5, 2), float("nan"))])
+    assert ali_protocol(x, m)[0].value == 1 and ali_protocol(x, m)[0].settings["non_finite_samples"] == 5
+    assert veegan_protocol(x, m)[0].value == 1

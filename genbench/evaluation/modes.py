@@ -47,12 +47,14 @@ def ali_protocol(samples: torch.Tensor, mixture: GaussianMixture) -> list[Result
     :func:`veegan_protocol` for one that does).
     """
     x = _as_points(samples)
-    assigned = mixture.component_log_probs(x).argmax(dim=1)
+    finite = torch.isfinite(x).all(dim=1)  # a NaN sample (a diverged generator) is assigned to nothing
+    assigned = mixture.component_log_probs(x[finite]).argmax(dim=1)
     counts = torch.bincount(assigned, minlength=mixture.n_components)
     covered = int((counts > 0).sum())
     return [Result("modes_ali", covered, "modes", "estimate", n=x.shape[0], settings={
         "protocol": "ali", "reference": ALI_REF, "assignment": "argmax posterior",
-        "n_components": mixture.n_components, "modes_dropped": mixture.n_components - covered})]
+        "n_components": mixture.n_components, "modes_dropped": mixture.n_components - covered,
+        "non_finite_samples": int((~finite).sum())})]
 
 
 def veegan_protocol(samples: torch.Tensor, mixture: GaussianMixture, threshold: float = 3.0) -> list[Result]:
