@@ -3,7 +3,7 @@
 A run record (JSON, written atomically) holds everything needed to trust and
 redo a number: the resolved config and its hash, the seed, the git commit,
 the data checksum, the machine, the wall time, the W&B run id, the status
-(``finished`` | ``diverged`` | ``failed``, with the error) and the result
+(``finished`` | ``diverged`` | ``failed`` | ``interrupted``, with the error) and the result
 records. Tables read nothing else.
 """
 
@@ -153,6 +153,9 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
     except Exception as e:  # recorded so that a table still renders; the traceback is kept for debugging
         record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"
         record["traceback"] = traceback.format_exc()
+    except BaseException:  # Ctrl-C (Lightning turns it into SystemExit): the table reruns this run next time
+        record["status"], record["error"] = "interrupted", "interrupted before the run finished"
+        raise
     finally:
         finish_loggers(loggers)
         record["wall_time_s"] = round(time.perf_counter() - start, 3)

@@ -180,3 +180,32 @@ def test_binary_baselines_on_real_mnist(mnist_root):
     ib = mnist[mnist["row"] == "independent Bernoulli"].iloc[0]
     assert 190 < ib["obtained"] < 220  # independent pixels on binarized MNIST: about 206 nats
     assert 120 < mob500["obtained"] < ib["obtained"]
+
+
+INTERRUPTED = '''
+import lightning as L
+import torch
+
+
+class CtrlC(L.LightningModule):
+    def __init__(self, info):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, x, i):
+        raise KeyboardInterrupt
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+'''
+
+
+def test_ctrl_c_inside_training_is_recorded_as_interrupted_not_finished(tmp_path):
+    from genbench.runs import train_and_evaluate
+
+    (tmp_path / "ctrlc.py").write_text(INTERRUPTED)
+    config = tables.compose(["data=digits", "model=custom", f"model.name={tmp_path / 'ctrlc.py'}:CtrlC"])
+    path = tmp_path / "record.json"
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train_and_evaluate(config, path, "ctrlc")
+    assert json.loads(path.read_text())["status"] == "interrupted"
