@@ -30,6 +30,7 @@ MODELS = {
     "true_mixture": "genbench.models.baselines:TrueMixture",
     "independent_bernoulli": "genbench.models.baselines:IndependentBernoulli",
     "mixture_of_bernoullis": "genbench.models.baselines:MixtureOfBernoullis",
+    "rbm": "genbench.models.rbm:RBM",
 }
 
 

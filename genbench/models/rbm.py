@@ -1,0 +1,323 @@
+"""Binary restricted Boltzmann machine trained by CD-k or PCD-k (Dumoulin 2018, §1.4 and Ch. 3).
+
+Conventions (shared with :mod:`genbench.evaluation.ais`):
+
+* E(v, h) = −bᵀv − cᵀh − hᵀWv with ``W`` [H, V], visible bias ``b`` [V],
+  hidden bias ``c`` [H] (thesis Eq. 1.32; its Eq. 1.35 swaps the biases, Eq. 1.34 is right);
+* p(h=1 | v) = σ(Wv + c), p(v=1 | h) = σ(Wᵀh + b);
+* F(v) = −bᵀv − Σ_j softplus(c_j + W_j·v), so p(v) = exp(−F(v)) / Z.
+
+Training. The gradient of log p(v) is computed in closed form (Eq. 1.29):
+σ(Wv + c)vᵀ − E_model[hvᵀ] for ``W`` and likewise for the biases. Positive
+phase: the mean field σ(Wv + c) (the thesis' "exact mean field"), or a
+sampled h when ``mean_field_positive=False``. Negative phase: k block-Gibbs
+steps from the batch (CD-k) or from ``n_chains`` persistent fantasy particles
+(PCD-k, a.k.a. SML); its statistics use the sampled v and, Rao-Blackwellized,
+p(h | v) under the sampler's parameters. The gradient is written into
+``.grad`` and applied by a torch SGD (momentum; weight decay on ``W`` only,
+as usual for RBMs) under Lightning's manual optimization, so schedules,
+checkpoints and step counts behave as for any other model.
+
+Speed (see :mod:`genbench.bench_rbm`). A chain's state between updates is its
+hidden sample h (as in Tieleman's PCD and scikit-learn's BernoulliRBM): an
+update runs h → v → h k times under the current parameters, and p(h | v) of
+the last half-step is both the negative statistic and the distribution of
+the next state, so PCD-1 costs five [B×V×H] matrix products (one positive
+phase, two Gibbs half-steps, two for the gradient), not six. Bernoulli draws
+use ``uniform < p`` written into the uniform buffer (about 4× faster than
+``torch.bernoulli`` on CPU). Nothing per step touches Python beyond a few
+tensor calls; metrics are logged every ``trainer.log_every_n_steps`` steps only.
+
+Constraints (noise, clipping, masks) are those of :mod:`.constraints`; the
+sampler (negative phase when ``noise.train``, and every sample or Gibbs chain
+drawn after training) adds the weight noise cached per update and fresh bias
+noise per chain per Gibbs step.
+
+Likelihood. An RBM's log-likelihood needs log Z: :meth:`log_partition_exact`
+(enumeration, when min(H, V) ≤ 20) or AIS in :mod:`genbench.evaluation.ais`.
+The class deliberately has no ``log_prob``: the likelihood evaluator chooses
+the estimator and says which one it used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.base import DataInfo
+from .constraints import Constraints, WeightNoise, clip_
+
+LR_SCHEDULES = ("constant", "linear_decay")
+VISIBLE_BIAS_INITS = ("train_mean", "zero")
+BASE_RATE_EPS = 1e-3  # base rates clamped to [ε, 1−ε]: a pixel never on still gets a finite bias
+
+
+def _bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A {0,1} sample of probabilities ``p`` (float, same shape): u < p, written into u's buffer."""
+    u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+    return torch.lt(u, p, out=u)
+
+
+def _conditional(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, sigma_b: float = 0.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """σ(x·weights + bias [+ σ_b ε]): p(h|v) with (Wᵀ, c) or p(v|h) with (W, b); ε fresh per row (chain)."""
+    pre = torch.addmm(bias, x, weights)
+    if sigma_b:
+        pre.add_(torch.randn(pre.shape, generator=generator, device=pre.device, dtype=pre.dtype), alpha=sigma_b)
+    return pre.sigmoid_()
+
+
+class RBM(L.LightningModule):
+    """A binary RBM with H hidden units over the flattened data (see the module docstring).
+
+    Arguments: ``hidden`` H; ``k`` Gibbs steps per update; ``persistent``
+    (PCD-k with ``n_chains`` fantasy particles, else CD-k from the batch);
+    ``mean_field_positive``; SGD ``lr``, ``momentum``, ``weight_decay`` (on W);
+    ``lr_schedule`` ``constant`` or ``linear_decay`` (lr·(1 − step/total) to 0
+    at the end of training, per update); ``init_std`` of W ~ N(0, std²);
+    ``init_visible_bias`` ``train_mean`` (b = logit of the training base rates,
+    Hinton's recipe) or ``zero``; c = 0; ``constraints`` (see
+    :mod:`.constraints`); ``sample_steps`` Gibbs steps of :meth:`sample` from a
+    base-rate start (the thesis' figures use 100,000).
+    """
+
+    supported_spaces = ("binary",)
+    max_exact_units = 20
+    """log Z by enumeration over the smaller layer when min(H, V) ≤ this (2^20 states)."""
+
+    def __init__(self, info: DataInfo, hidden: int = 500, k: int = 1, persistent: bool = False, n_chains: int = 100,
+                 mean_field_positive: bool = True, lr: float = 0.01, lr_schedule: str = "constant",
+                 momentum: float = 0.0, weight_decay: float = 0.0, init_std: float = 0.01,
+                 init_visible_bias: str = "train_mean", constraints: dict | None = None, sample_steps: int = 1000):
+        super().__init__()
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+        if init_visible_bias not in VISIBLE_BIAS_INITS:
+            raise ValueError(f"unknown init_visible_bias {init_visible_bias!r}; valid: {', '.join(VISIBLE_BIAS_INITS)}")
+        if hidden < 1 or k < 1 or n_chains < 1 or sample_steps < 1:
+            raise ValueError(f"hidden, k, n_chains and sample_steps must be ≥ 1 (got {hidden}, {k}, {n_chains}, {sample_steps})")
+        self.automatic_optimization = False
+        self.shape, self.k, self.persistent, self.n_chains = tuple(info.shape), k, persistent, n_chains
+        self.mean_field_positive, self.sample_steps = mean_field_positive, sample_steps
+        self.lr, self.lr_schedule, self.momentum, self.weight_decay = lr, lr_schedule, momentum, weight_decay
+        visible = info.dim
+
+        mean = info.train_mean.flatten().float() if info.train_mean is not None else torch.full((visible,), 0.5)
+        self.register_buffer("base_rate", mean.clamp(BASE_RATE_EPS, 1 - BASE_RATE_EPS))
+        self.W = nn.Parameter(torch.randn(hidden, visible) * init_std)
+        self.b = nn.Parameter(torch.logit(self.base_rate) if init_visible_bias == "train_mean" else torch.zeros(visible))
+        self.c = nn.Parameter(torch.zeros(hidden))
+
+        self.constraints = Constraints.from_config(constraints)
+        mask = self.constraints.mask.build(hidden, visible) if self.constraints.mask else None
+        self.register_buffer("mask", mask)
+        self._weight_noise = WeightNoise()
+        self._updates = 0
+        self._total_steps: float | None = None
+        self.apply_constraints(count=False)
+
+        if persistent:  # fantasy particles: v from the base rates, h ~ p(h | v); the state carried is h
+            chain_v = _bernoulli(self.base_rate.expand(n_chains, visible).contiguous())
+            self.register_buffer("chain_v", chain_v)
+            self.register_buffer("chain_h", _bernoulli(_conditional(chain_v, self.W.detach().T, self.c.detach())))
+
+    # -- the model ---------------------------------------------------------------------------
+    @property
+    def hidden(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def visible(self) -> int:
+        return self.W.shape[1]
+
+    def _flat(self, v: torch.Tensor) -> torch.Tensor:
+        return v.reshape(v.shape[0], -1).to(self.W.dtype)
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """F(v) = −bᵀv − Σ_j softplus(c_j + W_j·v), [B]; log p(v) = −F(v) − log Z (clean parameters)."""
+        v = self._flat(v)
+        return -(v @ self.b) - F.softplus(torch.addmm(self.c, v, self.W.T)).sum(1)
+
+    def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
+        """p(h=1 | v) = σ(Wv + c), [B, H] (clean parameters)."""
+        return _conditional(self._flat(v), self.W.T, self.c)
+
+    def visible_probs(self, h: torch.Tensor) -> torch.Tensor:
+        """p(v=1 | h) = σ(Wᵀh + b), [B, V] (clean parameters)."""
+        return _conditional(h.to(self.W.dtype), self.W, self.b)
+
+    # -- the (simulated physical) sampler --------------------------------------------------------
+    @property
+    def noisy(self) -> bool:
+        """Whether this RBM's sampler is the noisy simulator (constraints.noise set)."""
+        return self.constraints.noise is not None
+
+    def parameters_for_sampling(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W̃, b, c) of the sampler: W̃ = W + ε_W with ε_W drawn once per change of W (no noise: W).
+
+        The biases are returned clean because their noise (σ_b =
+        ``constraints.noise.sigma_b``) is redrawn per chain per Gibbs step by
+        the sampler itself; an evaluator that wants one noisy RBM per
+        Monte-Carlo draw uses :func:`genbench.models.constraints.noisy_parameters`.
+        """
+        W, b, c = self.W.detach(), self.b.detach(), self.c.detach()
+        noise = self.constraints.noise
+        if noise is not None and noise.sigma_w > 0:
+            key = (self._updates, self.W._version, self.W.data_ptr())
+            W = self._weight_noise(W, noise.sigma_w, key, mask=self.mask)
+        return W, b, c
+
+    def _sampler(self, noisy: bool | None):
+        """(W, b, c, σ_b) the chains run with; ``noisy=None``: the model's own sampler (noisy if configured)."""
+        if noisy is None:
+            noisy = self.noisy
+        if noisy and self.noisy:
+            W, b, c = self.parameters_for_sampling()
+            return W, b, c, self.constraints.noise.sigma_b
+        return self.W.detach(), self.b.detach(), self.c.detach(), 0.0
+
+    def _run(self, v: torch.Tensor, steps: int, noisy: bool | None, generator=None):
+        """``steps`` block-Gibbs steps v → h → v on a batch of chains; returns the final (v, h)."""
+        W, b, c, sigma_b = self._sampler(noisy)
+        Wt, h = W.T, None
+        for _ in range(steps):
+            h = _bernoulli(_conditional(v, Wt, c, sigma_b, generator), generator)
+            v = _bernoulli(_conditional(h, W, b, sigma_b, generator), generator)
+        return v, h
+
+    @torch.no_grad()
+    def gibbs(self, v: torch.Tensor, steps: int = 1, noisy: bool | None = None,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """``steps`` block-Gibbs steps (v → h → v) from every row of ``v``; same shape back.
+
+        ``noisy=None`` uses the model's sampler (with the configured noise);
+        False forces the clean parameters.
+        """
+        return self._run(self._flat(v), steps, noisy, generator)[0].reshape(v.shape)
+
+    def _start(self, n: int, generator=None) -> torch.Tensor:
+        return _bernoulli(self.base_rate.expand(n, self.visible).contiguous(), generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n binary draws in the data space [n, *shape]: ``steps`` (default ``sample_steps``) Gibbs steps from base rates."""
+        v, _ = self._run(self._start(n, generator), steps or self.sample_steps, None, generator)
+        return v.reshape(n, *self.shape)
+
+    @torch.no_grad()
+    def sample_means(self, n: int, steps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """E[v | h] for the last sampled h of n chains, [n, *shape] in [0, 1]: the thesis' sample figures."""
+        W, b, _, sigma_b = self._sampler(None)
+        _, h = self._run(self._start(n, generator), steps or self.sample_steps, None, generator)
+        return _conditional(h, W, b, sigma_b, generator).reshape(n, *self.shape)
+
+    # -- log Z -------------------------------------------------------------------------------
+    @property
+    def exact_partition_feasible(self) -> bool:
+        """Whether :meth:`log_partition_exact` applies (min(H, V) ≤ :attr:`max_exact_units`)."""
+        return min(self.hidden, self.visible) <= self.max_exact_units
+
+    @torch.no_grad()
+    def log_partition_exact(self) -> float:
+        """log Z of the clean parameters, by ``genbench.evaluation.ais.exact_log_z`` (enumerates the smaller layer)."""
+        if not self.exact_partition_feasible:
+            raise ValueError(f"exact log Z needs min(H, V) ≤ {self.max_exact_units}, this RBM is {self.hidden}×{self.visible}; use AIS")
+        from ..evaluation.ais import exact_log_z
+
+        return exact_log_z(self.W.detach(), self.b.detach(), self.c.detach())
+
+    # -- training --------------------------------------------------------------------------------
+    @property
+    def noise_in_training(self) -> bool:
+        return self.noisy and self.constraints.noise.train
+
+    @torch.no_grad()
+    def compute_gradients(self, batch: torch.Tensor) -> torch.Tensor:
+        """Write −∂log p/∂θ (closed form) into ``W.grad``, ``b.grad``, ``c.grad``; advance the chains.
+
+        Returns the negative-phase visibles (for diagnostics).
+        """
+        v = self._flat(batch)
+        W, b, c = self.W.detach(), self.b.detach(), self.c.detach()
+        hp = _conditional(v, W.T, c)  # positive phase, with the clean (digital) parameters
+        h_pos = hp if self.mean_field_positive else _bernoulli(hp)
+        if self.persistent:
+            h = self.chain_h
+        else:
+            h = _bernoulli(hp) if self.mean_field_positive else h_pos
+
+        Ws, bs, cs, sigma_b = self._sampler(self.noise_in_training)
+        Wst = Ws.T
+        for step in range(self.k):
+            vn = _bernoulli(_conditional(h, Ws, bs, sigma_b))
+            hn = _conditional(vn, Wst, cs, sigma_b)
+            if self.persistent or step < self.k - 1:
+                h = _bernoulli(hn)
+        if self.persistent:
+            self.chain_h.copy_(h)
+            self.chain_v.copy_(vn)
+
+        n_pos, n_neg = v.shape[0], vn.shape[0]
+        if self.W.grad is None:
+            self.W.grad = torch.empty_like(self.W)
+        gW = torch.mm(hn.T, vn, out=self.W.grad)
+        gW.addmm_(h_pos.T, v, beta=1.0 / n_neg, alpha=-1.0 / n_pos)  # E_model[h vᵀ] − E_data[h vᵀ]
+        if self.mask is not None:
+            gW.mul_(self.mask)
+        self.b.grad = vn.mean(0).sub_(v.mean(0))
+        self.c.grad = hn.mean(0).sub_(h_pos.mean(0))
+        return vn
+
+    @torch.no_grad()
+    def apply_constraints(self, count: bool = True) -> None:
+        """After an update: masked weights back to exactly zero, every parameter into [−t, t]."""
+        if self.mask is not None:
+            self.W.mul_(self.mask)
+        if self.constraints.clip is not None:
+            clip_((self.W, self.b, self.c), self.constraints.clip)
+        if count:
+            self._updates += 1  # parameters changed: the sampler's weight noise is redrawn at its next use
+
+    def fit_batch(self, batch: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """One update without Lightning (benchmarks, tests): gradients, optimizer step, constraints."""
+        vn = self.compute_gradients(batch)
+        optimizer.step()
+        self.apply_constraints()
+        return vn
+
+    def current_lr(self, step: int) -> float:
+        if self.lr_schedule == "constant":
+            return self.lr
+        return self.lr * max(0.0, 1.0 - step / self._total_steps)
+
+    def on_train_start(self):
+        if self.lr_schedule == "linear_decay":
+            total = self.trainer.estimated_stepping_batches
+            if not math.isfinite(total) or total <= 0:
+                raise ValueError("lr_schedule=linear_decay needs a finite training length (trainer.max_epochs or max_steps)")
+            self._total_steps = float(total)
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        if self.lr_schedule != "constant":
+            lr = self.current_lr(self.trainer.global_step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+        vn = self.compute_gradients(batch)
+        opt.step()
+        self.apply_constraints()
+        every = self.trainer.log_every_n_steps
+        if every and batch_idx % every == 0:  # cheap diagnostics, not every step
+            with torch.no_grad():
+                gap = self.free_energy(batch).mean() - self.free_energy(vn).mean()
+            self.log("train/free_energy_gap", gap, on_step=True, on_epoch=False)
+            self.log("train/lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD([{"params": [self.W], "weight_decay": self.weight_decay},
+                                {"params": [self.b, self.c], "weight_decay": 0.0}],
+                               lr=self.lr, momentum=self.momentum)
