@@ -1,8 +1,10 @@
 """Test-set likelihood in nats and bits/dim, with the best estimator a model offers.
 
-Order of preference: ``log_prob`` (exact) → ``log_prob_bound(x, k)`` (a
-stochastic lower bound on log p, hence an upper bound on the NLL). Families
-with other estimators (AIS for RBMs) add theirs to :data:`ESTIMATORS`.
+Order of preference (:data:`ESTIMATORS`): ``log_prob`` (exact) → an energy
+model's ``free_energy`` with log Z exact by enumeration when small, else by AIS
+(an estimate, optimistic in expectation; RAISE's conservative NLL beside it on
+request) → ``log_prob_bound(x, k)`` (a stochastic lower bound on log p, hence
+an upper bound on the NLL). Every record names the estimator it used.
 
 Data spaces (DESIGN.md): on binary data the NLL is a pmf's, and bits/dim =
 NLL / (D ln 2). On discrete (8-bit) data a continuous density is scored on the
@@ -15,6 +17,7 @@ mixture's entropy when the data module knows it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -29,69 +32,162 @@ def _per_example(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor,
         return torch.cat([fn(data[i : i + batch_size].float()).detach().double().cpu() for i in range(0, len(data), batch_size)])
 
 
-def choose_estimator(model) -> str | None:
-    """The likelihood estimator this evaluator will use for ``model`` (None: no likelihood)."""
-    for name, (applies, _) in ESTIMATORS.items():
-        if applies(model):
-            return name
-    return None
+@dataclass
+class Prepared:
+    """What an estimator needs per batch, once its expensive part (e.g. log Z) is done."""
+
+    log_prob: Callable[[torch.Tensor], torch.Tensor]
+    kind: str  # the NLL's estimator kind
+    settings: dict = field(default_factory=dict)
+    records: list[Result] = field(default_factory=list)  # extra records (log Z, RAISE, AIS validation)
+    interval_shift: tuple[float, float] | None = None  # NLL interval = mean NLL + shift (AIS's ±3σ on log Z)
 
 
-def _exact(model, x, settings):
-    return model.log_prob(x), "exact", {}
+def _exact(model, data, info, settings) -> Prepared:
+    return Prepared(model.log_prob, "exact")
 
 
-def _bound(model, x, settings):
+def _bound(model, data, info, settings) -> Prepared:
     k = int(settings.get("bound_k", 1000))
-    return model.log_prob_bound(x, k), "upper bound", {"k": k}
+    return Prepared(lambda x: model.log_prob_bound(x, k), "upper bound", {"k": k})
+
+
+def _is_energy_model(model) -> bool:
+    return callable(getattr(model, "free_energy", None)) and all(hasattr(model, a) for a in ("W", "b", "c"))
+
+
+def _energy_draws(model, settings) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The RBM's parameters, or ``draws`` noisy copies of them ("expected AIS", Dumoulin §3.4)."""
+    from ..models.constraints import noisy_parameters
+
+    W, b, c = (t.detach() for t in (model.W, model.b, model.c))
+    noise = settings.get("parameter_noise") or {}
+    sw, sb = float(noise.get("sigma_w", 0.0)), float(noise.get("sigma_b", 0.0))
+    if sw == 0 and sb == 0:
+        return [(W, b, c)]
+    gen = torch.Generator(device=W.device).manual_seed(int(noise.get("seed", 0)))
+    return [noisy_parameters(W, b, c, sw, sb, gen, mask=getattr(model, "mask", None))
+            for _ in range(int(noise.get("draws", 5)))]
+
+
+def _ais_settings(settings) -> tuple[torch.Tensor, int, str]:
+    from .ais import schedule, sm_schedule
+
+    ais = settings.get("ais") or {}
+    betas = ais.get("betas", "sm2008")
+    return (sm_schedule() if betas == "sm2008" else schedule(int(betas))), int(ais.get("runs", 100)), str(betas)
+
+
+def _energy(model, data, info, settings) -> Prepared:
+    """RBMs: log p = −F(v) − log Z, log Z exact by enumeration when small, else by AIS (optionally RAISE beside)."""
+    from .ais import ais_log_z, base_rate_biases, exact_log_z, free_energy, raise_log_prob
+
+    draws = _energy_draws(model, settings)
+    exact = bool(getattr(model, "exact_partition_feasible", False))
+    betas, runs, schedule_name = _ais_settings(settings)
+    base_b = base_rate_biases(info.train_mean.flatten().to(draws[0][0])) if info.train_mean is not None else None
+    gen = torch.Generator(device=draws[0][0].device).manual_seed(int((settings.get("ais") or {}).get("seed", 0)))
+    log_zs, ais_results = [], []
+    for W, b, c in draws:
+        if exact:
+            log_zs.append(exact_log_z(W, b, c))
+        else:
+            res = ais_log_z(W, b, c, base_b, betas, n_runs=runs, generator=gen)
+            ais_results.append(res)
+            log_zs.append(res.log_z)
+
+    def log_prob(x):
+        x = x.flatten(1).to(draws[0][0])
+        return torch.stack([-free_energy(x, W.double(), b.double(), c.double()) - lz
+                            for (W, b, c), lz in zip(draws, log_zs)]).mean(0)
+
+    kind = "exact" if exact and len(draws) == 1 else "estimate"
+    used = {"log_z": "exact enumeration" if exact else f"AIS ({schedule_name} schedule, {len(betas)} betas, {runs} runs, base-rate model)"}
+    if len(draws) > 1:
+        used["parameter_noise"] = {**settings["parameter_noise"], "draws": len(draws), "average": "NLL averaged over noise draws"}
+    prepared = Prepared(log_prob, kind, used)
+    lz_mean = sum(log_zs) / len(log_zs)
+    if ais_results and len(draws) == 1:
+        res = ais_results[0]
+        prepared.interval_shift = (res.log_z_low - res.log_z, res.log_z_high - res.log_z)
+        prepared.records.append(Result("log_z", res.log_z, "nats", "estimate", std_error=res.std_error,
+                                       interval=(res.log_z_low, res.log_z_high), n=runs, settings={**used, "interval": "±3σ (S&M 2008)"}))
+    else:
+        prepared.records.append(Result("log_z", lz_mean, "nats", kind, n=len(draws), settings=used))
+    if settings.get("validate_ais") and exact and len(draws) == 1:
+        W, b, c = draws[0]
+        res = ais_log_z(W, b, c, base_b, betas, n_runs=runs, generator=gen)
+        ais_used = {"log_z": f"AIS ({schedule_name} schedule, {len(betas)} betas, {runs} runs, base-rate model)"}
+        err = res.log_z - log_zs[0]
+        prepared.records += [
+            Result("log_z_ais", res.log_z, "nats", "estimate", std_error=res.std_error, interval=(res.log_z_low, res.log_z_high),
+                   n=runs, settings=ais_used),
+            Result("log_z_ais_error", err, "nats", "estimate", interval=(res.log_z_low - log_zs[0], res.log_z_high - log_zs[0]),
+                   n=runs, settings={**ais_used, "what": "AIS log Z minus exact log Z; the interval is AIS's ±3σ",
+                                     "within_interval": bool(res.log_z_low <= log_zs[0] <= res.log_z_high)}),
+        ]
+    raise_cfg = settings.get("raise") or {}
+    if int(raise_cfg.get("runs", 0)) > 0 and len(draws) == 1:
+        W, b, c = draws[0]
+        n = int(raise_cfg.get("examples", 1000))
+        r_betas = _ais_settings({"ais": {"betas": raise_cfg.get("betas", len(betas))}})[0]
+        logp, _ = raise_log_prob(data[:n].flatten(1).to(W), W, b, c, base_b, r_betas, n_runs=int(raise_cfg["runs"]), generator=gen)
+        mean, se = mean_and_std_error(-logp)
+        prepared.records.append(Result("nll_raise", mean, "nats", "upper bound", std_error=se, n=len(logp), settings={
+            "estimator": "RAISE (Burda, Grosse & Salakhutdinov 2015): conservative, stochastically ≥ the NLL",
+            "n_betas": len(r_betas), "n_runs": int(raise_cfg["runs"]), "test_examples": len(logp)}))
+    return prepared
 
 
 ESTIMATORS: dict[str, tuple[Callable, Callable]] = {
     "exact": (lambda m: callable(getattr(m, "log_prob", None)), _exact),
+    "energy": (_is_energy_model, _energy),
     "importance-weighted bound": (lambda m: callable(getattr(m, "log_prob_bound", None)), _bound),
 }
-"""name → (applies to model?, fn(model, x_batch, settings) -> (log p per example, NLL estimator kind, settings))."""
+"""name → (applies to model?, prepare(model, data, info, settings) -> Prepared), in order of preference."""
+
+
+def choose_estimator(model) -> str | None:
+    """The likelihood estimator this evaluator will use for ``model`` (None: no likelihood)."""
+    return next((name for name, (applies, _) in ESTIMATORS.items() if applies(model)), None)
 
 
 def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "test", settings: dict | None = None,
-                    batch_size: int = 1000) -> list[Result]:
+                       batch_size: int = 1000) -> list[Result]:
     """NLL (and bits/dim where meaningful) of ``model`` on ``data`` with standard errors over examples."""
     settings = dict(settings or {})
     name = choose_estimator(model)
     if name is None:
         return []
-    _, fn = ESTIMATORS[name]
     space = info.space
     dequantized = space.kind == "discrete" and not getattr(model, "discrete_log_prob", False)
-    kind_box, used = {}, {}
-
-    def nll(x):
-        if dequantized:
-            x = dequantize(x)
-        logp, kind, extra = fn(model, x, settings)
-        kind_box["kind"] = kind
-        used.update(extra)
-        return -logp
-
     was_training = model.training
     model.eval()
     try:
-        values = _per_example(nll, data, batch_size)
+        with torch.no_grad():
+            prepared = ESTIMATORS[name][1](model, data, info, settings)
+        values = _per_example(lambda x: -prepared.log_prob(dequantize(x) if dequantized else x), data, batch_size)
     finally:
         model.train(was_training)
-    kind = kind_box["kind"]
+    kind = prepared.kind
     if dequantized and kind == "exact":
         kind = "upper bound"  # E_u[-log p(x+u)] bounds the discrete NLL from above; one draw per example
     common = dict(estimator=kind, n=len(values), split=split, data=info.variant,
-                  settings={"estimator": name, **used, **({"dequantization": "uniform, 1 draw"} if dequantized else {})})
+                  settings={"estimator": name, **prepared.settings,
+                            **({"dequantization": "uniform, 1 draw"} if dequantized else {})})
     finite = torch.isfinite(values)
     if not finite.all():
         common["settings"]["non_finite"] = int((~finite).sum())
     mean, se = mean_and_std_error(values)
-    records = [Result("nll", mean, "nats", std_error=se, **common)]
+    interval = None if prepared.interval_shift is None else (mean + prepared.interval_shift[0], mean + prepared.interval_shift[1])
+    records = [Result("nll", mean, "nats", std_error=se, interval=interval, **common)]
     if space.kind in ("binary", "discrete"):
-        records.append(Result("bits_per_dim", bits_per_dim(mean, space.dim), "bits/dim",
-                              std_error=bits_per_dim(se, space.dim), **common))
+        to_bits = lambda v: None if v is None else bits_per_dim(v, space.dim)  # noqa: E731
+        records.append(Result("bits_per_dim", to_bits(mean), "bits/dim", std_error=to_bits(se),
+                              interval=None if interval is None else tuple(map(to_bits, interval)), **common))
+    for r in prepared.records:
+        r.split, r.data = split, info.variant
+    records += prepared.records
     if info.mixture is not None:
         h, h_se = mixture_entropy(info.mixture)
         records.append(Result("mixture_entropy", h, "nats", "estimate", std_error=h_se, n=ENTROPY_SAMPLES,
