@@ -38,17 +38,21 @@ def benchmark_ais(V: int = 784, H: int = 500, runs: int = 100, betas=None, plain
     v = (torch.rand(runs, V, generator=g) < 0.2).to(dtype)
     h = (torch.rand(runs, H, generator=g) < 0.5).to(dtype)
     WT, x, y = W.t().contiguous(), torch.empty(runs, H, dtype=dtype), torch.empty(runs, V, dtype=dtype)
-    for _ in range(20):
-        torch.mm(v, WT, out=x), torch.mm(h, W, out=y)
-    t0 = time.perf_counter()
-    for _ in range(plain_steps):
-        torch.mm(v, WT, out=x)
-        torch.mm(h, W, out=y)
-    plain = time.perf_counter() - t0
 
+    def plain_loop(n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            torch.mm(v, WT, out=x)
+            torch.mm(h, W, out=y)
+        return time.perf_counter() - t0
+
+    plain_loop(20)  # warm-up
+    # half of the plain loop before and half after AIS, so a change of machine load hits both alike
+    plain = plain_loop(plain_steps // 2)
     t0 = time.perf_counter()
     res = ais_log_z(W, b, c, base_b, betas, n_runs=runs, generator=g)
     wall = time.perf_counter() - t0
+    plain += plain_loop(plain_steps - plain_steps // 2)
     n_steps = len(betas) - 1
     out = {
         "benchmark": "ais_log_z", "V": V, "H": H, "runs": runs, "n_betas": len(betas), "dtype": str(dtype),
@@ -74,6 +78,166 @@ def main(argv=None) -> dict:
     from .evaluation.ais import schedule
 
     result = benchmark_ais(a.V, a.H, a.runs, None if a.betas is None else schedule(a.betas))
+    print(json.dumps(result, indent=2))
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+
+# --------------------------------------------------------------------------- RBM training (PCD-1)
+
+
+def _mnist_train_binary(seed: int = 0) -> tuple[torch.Tensor, str]:
+    """The 60,000 MNIST training images, one seeded Bernoulli sample ([N, 784] float32), or a stand-in.
+
+    Timing does not depend on pixel values (dense BLAS), so without the MNIST
+    files a Bernoulli(0.13) matrix of the same shape stands in; the result says which.
+    """
+    from .data import build_datamodule
+    from .data.files import DataUnavailableError
+
+    try:
+        x = build_datamodule({"name": "mnist", "variant": "fixed", "download": False, "binarize_seed": seed}).split("train")
+        return x.reshape(len(x), -1).float().contiguous(), "mnist/fixed train (60,000)"
+    except (DataUnavailableError, OSError):
+        g = torch.Generator().manual_seed(seed)
+        return (torch.rand(60000, 784, generator=g) < 0.13).float(), "random Bernoulli(0.13) stand-in, 60,000×784"
+
+
+def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.01, repeats: int = 3,
+                        sklearn_float64: bool = True, threads: int | None = None, seed: int = 0) -> dict:
+    """One PCD-1 epoch over MNIST (60k, batch 100, H=500): genbench's RBM vs scikit-learn's BernoulliRBM.
+
+    In one process, on the same binary data and the same threads, ``repeats``
+    rounds of (a) ``BernoulliRBM(n_components=H, batch_size, learning_rate=lr,
+    n_iter=1).fit`` on float32 data (the same precision as ours; and, with
+    ``sklearn_float64``, on float64, sklearn's default), (b) genbench's
+    ``RBM(persistent=True, k=1, n_chains=batch_size)`` through
+    ``lightning.Trainer.fit`` for one epoch (the code path of a real run; the
+    epoch is timed between the epoch hooks, so Trainer start-up is excluded but
+    data loading, hooks and logging are in), and (c) the same updates through
+    ``RBM.fit_batch`` in a bare loop (Lightning's overhead is (b) − (c)).
+    ``floor_s`` is the five [B×V]·[V×H]-sized matmuls per update alone. Times
+    are the minimum over rounds (other processes only ever add time).
+    ``ratio`` = genbench epoch / sklearn float32 epoch (< 1: genbench is faster).
+
+    ``threads`` limits both torch and numpy's BLAS (default: as configured).
+    The load average before and after is recorded: on a busy 2-core machine
+    two-thread runs slow down many-fold (each of the ~20 parallel regions per
+    update waits for a core), so compare only runs made on an idle machine,
+    or use ``threads=1``.
+    """
+    import os
+    from contextlib import nullcontext
+
+    import lightning as L
+    from sklearn.neural_network import BernoulliRBM
+    from threadpoolctl import threadpool_limits
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+    from .data.base import DataInfo, DataSpace, _IndexedSplit
+    from .models.rbm import RBM
+
+    x, data_name = _mnist_train_binary(seed)
+    n, V = x.shape
+    info = DataInfo("mnist", "mnist/fixed", DataSpace("binary", (1, 28, 28)), {"train": n}, "bench", train_mean=x.mean(0))
+    x_np = {"float32": x.numpy(), "float64": x.double().numpy()} if sklearn_float64 else {"float32": x.numpy()}
+
+    def run_sklearn(dtype):
+        t0 = time.perf_counter()
+        BernoulliRBM(n_components=hidden, batch_size=batch_size, learning_rate=lr, n_iter=1, random_state=seed).fit(x_np[dtype])
+        return time.perf_counter() - t0
+
+    class EpochTimer(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.seconds = time.perf_counter() - self.t0
+
+    def make_model():
+        torch.manual_seed(seed)
+        return RBM(info, hidden=hidden, k=1, persistent=True, n_chains=batch_size, lr=lr, sample_steps=1)
+
+    def run_lightning():
+        ds = _IndexedSplit(x, None)
+        loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
+        timer = EpochTimer()
+        trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu",
+                            devices=1, log_every_n_steps=50)
+        trainer.fit(make_model(), train_dataloaders=loader)
+        return timer.seconds
+
+    def run_core():
+        model = make_model()
+        opt = model.configure_optimizers()
+        t0 = time.perf_counter()
+        for batch in x.split(batch_size):
+            model.fit_batch(batch, opt)
+        return time.perf_counter() - t0
+
+    def run_floor():
+        g = torch.Generator().manual_seed(seed)
+        W = torch.randn(hidden, V, generator=g) * 0.01
+        v, h = x[:batch_size], torch.rand(batch_size, hidden, generator=g)
+        out_h, out_v, out_w = torch.empty(batch_size, hidden), torch.empty(batch_size, V), torch.empty(hidden, V)
+        t0 = time.perf_counter()
+        for _ in range(-(-n // batch_size)):
+            torch.mm(v, W.t(), out=out_h), torch.mm(h, W, out=out_v), torch.mm(v, W.t(), out=out_h)
+            torch.mm(h.t(), v, out=out_w), torch.mm(h.t(), v, out=out_w)
+        return time.perf_counter() - t0
+
+    from .runs import quiet_lightning
+
+    quiet_lightning()
+    old_threads, load_before = torch.get_num_threads(), os.getloadavg()
+    if threads:
+        torch.set_num_threads(threads)
+    limits = threadpool_limits(threads, user_api="blas") if threads else nullcontext()
+    with limits:
+        times = _time_rounds(run_sklearn, run_lightning, run_core, run_floor, repeats, sklearn_float64)
+    torch.set_num_threads(old_threads)
+    best = {k: min(v) for k, v in times.items()}
+    out = {"benchmark": "pcd1_epoch", "data": data_name, "hidden": hidden, "visible": V, "batch_size": batch_size,
+           "updates": -(-n // batch_size), "lr": lr, "repeats": repeats, "threads": threads or old_threads,
+           "machine": platform.processor() or platform.machine(), "load_average_before": load_before[0],
+           "load_average_after": os.getloadavg()[0], **best, "all_times_s": times,
+           "ratio": best["genbench_lightning_s"] / best["sklearn_float32_s"],
+           "ratio_core": best["genbench_core_s"] / best["sklearn_float32_s"],
+           "lightning_overhead_s": best["genbench_lightning_s"] - best["genbench_core_s"]}
+    if sklearn_float64:
+        out["ratio_vs_sklearn_float64"] = best["genbench_lightning_s"] / best["sklearn_float64_s"]
+    return out
+
+
+def _time_rounds(run_sklearn, run_lightning, run_core, run_floor, repeats, sklearn_float64) -> dict[str, list[float]]:
+    for fn in (run_core, run_floor):  # warm-up: first-touch allocations, BLAS thread start-up
+        fn()
+    times: dict[str, list[float]] = {"sklearn_float32_s": [], "genbench_lightning_s": [], "genbench_core_s": [], "floor_s": []}
+    if sklearn_float64:
+        times["sklearn_float64_s"] = []
+    for _ in range(repeats):
+        times["sklearn_float32_s"].append(run_sklearn("float32"))
+        if sklearn_float64:
+            times["sklearn_float64_s"].append(run_sklearn("float64"))
+        times["genbench_lightning_s"].append(run_lightning())
+        times["genbench_core_s"].append(run_core())
+        times["floor_s"].append(run_floor())
+    return times
+
+
+def main_pcd(argv=None) -> dict:
+    """``python -c 'from genbench.bench_rbm import main_pcd; main_pcd()' [--out results/bench/rbm_pcd_epoch.json]``."""
+    ap = argparse.ArgumentParser(description=benchmark_pcd_epoch.__doc__.splitlines()[0])
+    ap.add_argument("--hidden", type=int, default=500)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch and BLAS threads (default: as configured)")
+    ap.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    a = ap.parse_args(argv)
+    result = benchmark_pcd_epoch(hidden=a.hidden, repeats=a.repeats, threads=a.threads)
     print(json.dumps(result, indent=2))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

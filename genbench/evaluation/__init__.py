@@ -54,8 +54,9 @@ def sample_figures(model, datamodule, figure_dir: Path) -> list[str]:
             return [str(save_scatter_2d(x, figure_dir / "samples.png", mixture=info.mixture, data=test,
                                         title=f"samples ({info.variant})")),
                     str(save_density_2d(x, figure_dir / "density.png", mixture=info.mixture))]
-        if len(info.shape) == 3:
-            x = model.sample(FIGURE_SAMPLES["image"]).detach().cpu().reshape(-1, *info.shape)
+        if len(info.shape) == 3:  # models with sample_means (RBMs) show E[v | h], as Dumoulin's figures do
+            draw = getattr(model, "sample_means", model.sample)
+            x = draw(FIGURE_SAMPLES["image"]).detach().cpu().reshape(-1, *info.shape)
             return [str(save_image_grid(x, figure_dir / "samples.png", title=f"samples ({info.variant})"))]
     return []
 

@@ -80,9 +80,9 @@ def save_image_grid(x: torch.Tensor, path, nrow: int | None = None, title: str |
     n, c, h, w = x.shape
     ncol = nrow or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncol)
-    pad = 1  # one white pixel between images
-    x = torch.nn.functional.pad(x, (0, pad, 0, pad), value=1.0)
-    x = torch.cat([x, x.new_ones(nrows * ncol - n, c, h + pad, w + pad)])
+    pad = 1  # one mid-grey pixel between images: visible against both black and white pixels
+    x = torch.nn.functional.pad(x, (0, pad, 0, pad), value=0.5)
+    x = torch.cat([x, 0.5 * x.new_ones(nrows * ncol - n, c, h + pad, w + pad)])
     grid = x.reshape(nrows, ncol, c, h + pad, w + pad).permute(0, 3, 1, 4, 2)
     grid = grid.reshape(nrows * (h + pad), ncol * (w + pad), c)[:-pad, :-pad].numpy()
 
@@ -149,7 +149,7 @@ def save_scatter_2d(samples, path, mixture=None, data=None, title: str | None = 
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, fontsize=7, markerscale=3)  # off the modes
     if title:
         ax.set_title(title)
     return _save(fig, path)
