@@ -149,7 +149,7 @@ def cmd_evaluate(args: list[str]) -> int:
     from .models import build_model
 
     if not Path(a.checkpoint).is_file():
-        raise CLIError(f"no checkpoint at {a.checkpoint}; runs save theirs as models/<table or train>/<run id>/last.ckpt")
+        raise CLIError(f"no checkpoint at {a.checkpoint}; runs save theirs as models/trained/<training hash>/final.ckpt")
     ckpt = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
     if "genbench" not in ckpt:
         raise CLIError(f"{a.checkpoint} was not written by a genbench run (it has no 'genbench' config entry)")

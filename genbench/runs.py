@@ -37,10 +37,21 @@ USER_ERRORS = (DataUnavailableError, ChecksumError, ValueError, KeyError)
 VOLATILE_KEYS = ("logger", "name")
 """Config keys that do not change a run's numbers (left out of its hash)."""
 
+TRAINING_KEYS = ("data", "model", "trainer", "seed")
+"""Config keys that decide the trained model: runs that differ only in evaluation share one training."""
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
 
 def config_hash(config: dict[str, Any]) -> str:
-    stable = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
-    return hashlib.sha1(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return _hash({k: v for k, v in config.items() if k not in VOLATILE_KEYS})
+
+
+def training_hash(config: dict[str, Any]) -> str:
+    """Names ``models/trained/<hash>/final.ckpt``: train once, evaluate under many settings (e.g. noise levels)."""
+    return _hash({k: config.get(k) for k in TRAINING_KEYS})
 
 
 def git_commit() -> str | None:
@@ -128,16 +139,20 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
         model = build_model(config["model"], info)
         loggers = build_loggers(config, run_id, table or "train")
         record["wandb_run_id"] = next((lg.experiment.id for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
-        ckpt_dir = paths.models_dir(table or "train", run_id)
+        ckpt_dir = paths.models_dir("trained", training_hash(config))
+        final = ckpt_dir / "final.ckpt"
         guard = DivergenceGuard()
-        if getattr(model, "needs_training", True):
+        if final.is_file():  # the same data, model, trainer and seed were trained before: evaluate that model
+            model.load_state_dict(torch.load(final, map_location="cpu", weights_only=False)["state_dict"])
+            record["reused_training"] = True
+        elif getattr(model, "needs_training", True):
             trainer = build_trainer(config, loggers, [guard, ConfigInCheckpoint(config), *periodic(config, dm)], ckpt_dir)
             trainer.fit(model, datamodule=dm)
             record["epochs"], record["steps"] = trainer.current_epoch, trainer.global_step
-        else:
+        if not final.is_file() and not (guard.reason or non_finite_parameters(model)):
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            torch.save({"state_dict": model.state_dict(), "genbench": {"config": config}}, ckpt_dir / "last.ckpt")
-        record["checkpoint"] = str(ckpt_dir / "last.ckpt")
+            torch.save({"state_dict": model.state_dict(), "genbench": {"config": config}}, final)
+        record["checkpoint"] = str(final)
         if guard.reason or non_finite_parameters(model):
             record["status"], record["error"] = "diverged", guard.reason or "non-finite parameters after training"
         else:

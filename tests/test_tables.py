@@ -209,3 +209,15 @@ def test_ctrl_c_inside_training_is_recorded_as_interrupted_not_finished(tmp_path
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         train_and_evaluate(config, path, "ctrlc")
     assert json.loads(path.read_text())["status"] == "interrupted"
+
+
+def test_runs_that_differ_only_in_evaluation_share_one_training(configs_copy):
+    from genbench.runs import train_and_evaluate
+
+    base = ["data=digits", "model=mixture_of_bernoullis", "trainer.max_epochs=3"]
+    first = train_and_evaluate(tables.compose(base), results_dir("a.json"), "a")
+    second = train_and_evaluate(tables.compose([*base, "evaluation.likelihood.bound_k=7"]), results_dir("b.json"), "b")
+    assert first["checkpoint"] == second["checkpoint"] and second.get("reused_training") and not first.get("reused_training")
+    assert [r["value"] for r in first["results"]] == [r["value"] for r in second["results"]]
+    third = train_and_evaluate(tables.compose([*base, "seed=1"]), results_dir("c.json"), "c")
+    assert third["checkpoint"] != first["checkpoint"] and not third.get("reused_training")
