@@ -131,7 +131,7 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
 # -- aggregation ------------------------------------------------------------------------------------------------------
 
 COLUMNS = ["row", "dataset", "variant", "metric", "unit", "estimator", "obtained", "obtained_std", "obtained_se",
-           "obtained_min", "obtained_max", "n", "status", "published", "published_std", "published_std_kind",
+           "obtained_low", "obtained_high", "obtained_min", "obtained_max", "n", "status", "published", "published_std", "published_std_kind",
            "published_status", "source", "published_id"]
 
 
@@ -192,7 +192,11 @@ def stats(values: list[dict]) -> dict[str, Any]:
         return {"n": 0}
     v = pd.Series([x["value"] for x in values], dtype=float)
     se = [x["std_error"] for x in values if x.get("std_error") is not None]
+    intervals = [x["interval"] for x in values if x.get("interval")]
+    low, high = ((sum(i[0] for i in intervals) / len(intervals), sum(i[1] for i in intervals) / len(intervals))
+                 if len(intervals) == len(values) else (float("nan"), float("nan")))
     return {"unit": values[0]["unit"], "estimator": values[0]["estimator"], "obtained": v.mean(),
+            "obtained_low": low, "obtained_high": high,
             "obtained_std": v.std(ddof=1) if len(v) > 1 else float("nan"),
             "obtained_se": sum(se) / len(se) if se else float("nan"),
             "obtained_min": v.min(), "obtained_max": v.max(), "n": len(v)}
@@ -221,11 +225,12 @@ def obtained_text(line: pd.Series) -> str:
     n = int(line["n"]) if not pd.isna(line["n"]) else 0
     if n == 0:
         return "n/a"
+    interval = "" if pd.isna(line["obtained_low"]) else f" [{fmt(line['obtained_low'])}, {fmt(line['obtained_high'])}]"
     if n == 1:
         se = fmt(line["obtained_se"])
-        return fmt(line["obtained"]) + (f" ± {se} (s.e.)" if se else "")
+        return fmt(line["obtained"]) + (f" ± {se} (s.e.)" if se else "") + interval
     return (f"{fmt(line['obtained'])} ± {fmt(line['obtained_std'])} (std, n={n}; "
-            f"min {fmt(line['obtained_min'])}, max {fmt(line['obtained_max'])})")
+            f"min {fmt(line['obtained_min'])}, max {fmt(line['obtained_max'])}){interval}")
 
 
 def published_text(line: pd.Series) -> str:
@@ -274,7 +279,8 @@ def markdown(spec, scale, frame, planned, records, fig: Path | None) -> str:
     figures = [(p.run_id, f) for p, r in zip(planned, records) if p.seed == planned[0].seed for f in r.get("figures", [])]
     if figures:
         lines += ["Sample figures (first seed): " + ", ".join(f"[{rid}/{Path(f).name}]({relative(Path(f))})" for rid, f in figures), ""]
-    lines += ["Estimators: *exact* has only the test set's sampling error (± is the standard error over test points); "
+    lines += ["Estimators: *exact* has only the test set's sampling error (± is the standard error over test points; "
+              "[low, high] is the estimator's own interval, e.g. AIS's ±3σ on log Z carried to the NLL); "
               "*upper bound* / *lower bound* bound the named quantity; *estimate* is a stochastic estimate. "
               "Across seeds, ± is the standard deviation. Published statuses: P primary source, S secondary source, "
               "R recalled and unverified (not an anchor), D derived.", ""]
