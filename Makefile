@@ -9,10 +9,10 @@ SHARED ?= ../shared/data
 SCALE  ?= smoke
 TABLES := $(sort $(basename $(notdir $(wildcard configs/table/*.yaml))))
 
-.PHONY: setup demo test test-slow tables-smoke tables-paper data-link clean help $(addprefix table-,$(TABLES))
+.PHONY: setup demo test test-slow bench tables-smoke tables-paper data-link clean help $(addprefix table-,$(TABLES))
 
 help:
-	@echo "make demo | test | test-slow | tables-smoke | tables-paper | table-NAME [SCALE=smoke|paper] | data-link | clean"
+	@echo "make demo | test | test-slow | bench | tables-smoke | tables-paper | table-NAME [SCALE=smoke|paper] | data-link | clean"
 	@echo "tables: $(TABLES)"
 
 setup: $(STAMP)
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# speed against peers (scikit-learn's BernoulliRBM, a plain matmul loop) → results/bench/; run on an idle machine
+bench: $(STAMP)
+	$(BIN)/python -m genbench.bench
 
 # every table at smoke scale (tables on MNIST need it in datasets/: `make data-link` or GENBENCH_DATA)
 tables-smoke: $(STAMP)

@@ -1,6 +1,6 @@
 """Speed of the RBM estimators against a plain PyTorch matmul loop of the same shapes.
 
-``python -m genbench.bench_rbm [--betas N] [--out results/bench/ais.json]``. Speed is a
+Run through ``make bench`` (:mod:`genbench.bench`). Speed is a
 ratio measured in one call (DESIGN.md): the AIS loop's useful arithmetic (two
 [runs, V]×[V, H]-sized matmuls per temperature) over its wall time, beside
 ``torch.mm`` of the same shapes in a bare loop, on the same threads.
@@ -8,11 +8,8 @@ ratio measured in one call (DESIGN.md): the AIS loop's useful arithmetic (two
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import torch
 
@@ -65,25 +62,6 @@ def benchmark_ais(V: int = 784, H: int = 500, runs: int = 100, betas=None, plain
     }
     out["ratio_to_plain_mm"] = out["gflops"] / out["plain_mm_gflops"]
     return out
-
-
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--V", type=int, default=784)
-    ap.add_argument("--H", type=int, default=500)
-    ap.add_argument("--runs", type=int, default=100)
-    ap.add_argument("--betas", type=int, default=None, help="number of temperatures (default: S&M's 14,503)")
-    ap.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
-    a = ap.parse_args(argv)
-    from .evaluation.ais import schedule
-
-    result = benchmark_ais(a.V, a.H, a.runs, None if a.betas is None else schedule(a.betas))
-    print(json.dumps(result, indent=2))
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=2))
-    return result
-
 
 
 # --------------------------------------------------------------------------- RBM training (PCD-1)
@@ -227,23 +205,3 @@ def _time_rounds(run_sklearn, run_lightning, run_core, run_floor, repeats, sklea
         times["genbench_core_s"].append(run_core())
         times["floor_s"].append(run_floor())
     return times
-
-
-def main_pcd(argv=None) -> dict:
-    """``python -c 'from genbench.bench_rbm import main_pcd; main_pcd()' [--out results/bench/rbm_pcd_epoch.json]``."""
-    ap = argparse.ArgumentParser(description=benchmark_pcd_epoch.__doc__.splitlines()[0])
-    ap.add_argument("--hidden", type=int, default=500)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None, help="torch and BLAS threads (default: as configured)")
-    ap.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
-    a = ap.parse_args(argv)
-    result = benchmark_pcd_epoch(hidden=a.hidden, repeats=a.repeats, threads=a.threads)
-    print(json.dumps(result, indent=2))
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=2))
-    return result
-
-
-if __name__ == "__main__":
-    main()

@@ -42,6 +42,8 @@ METRICS = {
     "inception_score": ("none",),
     "sample_time": ("s",),  # published wall-clock per sample
     "overhead_pct": ("%",),  # published relative cost of a component
+    "nll_increase_pct": ("%",),  # 100 (NLL − NLL of a reference model) / NLL of the reference
+    "nll_increase_reduction_pct": ("%",),  # how much less a mitigated model's NLL increase is, in % of the unmitigated one's
 }
 UNITS = ("nats", "bits/dim", "modes", "%", "none", "s")
 ESTIMATORS = ("exact", "upper bound", "lower bound", "estimate", "unknown")

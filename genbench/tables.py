@@ -4,7 +4,10 @@ A table config (``configs/table/NAME.yaml``) lists
 
 * ``datasets``: key → {``label``, ``overrides``, optional ``smoke`` / ``paper`` overrides};
 * ``models``: rows, each {``label``, ``overrides``, optional ``datasets`` (keys; default all),
-  ``smoke`` / ``paper`` overrides, ``published``: dataset key → [published ids]};
+  ``smoke`` / ``paper`` overrides, ``scales`` (the scales the row runs at; default all),
+  ``published``: dataset key → [published ids]};
+* ``derived``: numbers computed from rows seed by seed, e.g. a relative NLL increase
+  (:data:`DERIVED`), each {``label``, ``kind``, ``metric``, ``rows``: role → row label, ``dataset``, ``published``};
 * ``metrics``: the metrics shown, in order (the first is the headline of the figure and ranking);
 * ``references``: published ids shown as rows of their own (no run of ours);
 * ``scales``: ``smoke`` / ``paper`` → {``seeds``, ``overrides``}; ``title``, ``description``, ``notes``.
@@ -81,6 +84,8 @@ def plan(spec: dict[str, Any], scale: str) -> list[PlannedRun]:
     scale_cfg = spec["scales"][scale] or {}
     planned = []
     for row in spec["models"]:
+        if scale not in row.get("scales", SCALES):
+            continue
         for key in row.get("datasets") or list(spec["datasets"]):
             if key not in spec["datasets"]:
                 raise TableError(f"row {row['label']!r} names dataset {key!r}; the table has {', '.join(spec['datasets'])}")
@@ -162,12 +167,43 @@ def aggregate(spec: dict[str, Any], planned: list[PlannedRun], records: list[dic
             shown = True
         if not shown:
             lines.append({"row": row, "dataset": key, "variant": variant, "metric": "—", "status": status, "n": 0})
+    lines += derived_lines(spec, planned, records, published)
     for ref in spec.get("references") or []:
         q = published[ref]
         lines.append({"row": f"{q.model} (published only)", "dataset": ref_dataset(spec, q), "variant": q.variant,
                       "metric": q.metric, "unit": q.unit, "estimator": q.estimator, "n": 0, "status": "not run here",
                       **published_columns(q)})
     return pd.DataFrame(lines, columns=COLUMNS)
+
+
+DERIVED = {
+    # kind → (roles, per-seed formula, unit)
+    "relative_increase_pct": (("row", "reference"), lambda v: 100 * (v["row"] - v["reference"]) / v["reference"], "%"),
+    "increase_reduction_pct": (("mitigated", "unmitigated", "reference"),
+                               lambda v: 100 * (1 - (v["mitigated"] - v["reference"]) / (v["unmitigated"] - v["reference"])), "%"),
+}
+"""Derived numbers as the papers state them (Dumoulin ch. 3: "+4.3% NLL", "21.9% less NLL increase")."""
+
+
+def derived_lines(spec, planned, records, published) -> list[dict[str, Any]]:
+    """Each derived number computed per seed from the rows' finished runs, then aggregated like a metric."""
+    by = {(p.row, p.dataset, p.seed): r for p, r in zip(planned, records) if r.get("status") == "finished"}
+    lines = []
+    for d in spec.get("derived") or []:
+        roles, formula, unit = DERIVED[d["kind"]]
+        key, metric = d.get("dataset") or next(iter(spec["datasets"])), d.get("metric", "nll")
+        seeds = sorted({s for (_, k, s) in by if k == key})
+        values = []
+        for seed in seeds:
+            v = {role: next((x["value"] for x in by.get((d["rows"][role], key, seed), {}).get("results", [])
+                             if x["metric"] == metric), None) for role in roles}
+            if None not in v.values():
+                values.append({"value": formula(v), "unit": unit, "estimator": "estimate"})
+        pubs = [published[i] for i in d.get("published", [])] or [None]
+        base = {"row": d["label"], "dataset": key, "variant": spec["datasets"][key].get("label", key),
+                "metric": d["kind"], "status": f"derived from {metric} of {', '.join(d['rows'].values())}", **stats(values)}
+        lines += [{**base, **published_columns(q)} for q in pubs]
+    return lines
 
 
 def ref_dataset(spec: dict[str, Any], q: Published) -> str:

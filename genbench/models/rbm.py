@@ -242,7 +242,7 @@ class RBM(L.LightningModule):
         Returns the negative-phase visibles (for diagnostics).
         """
         v = self._flat(batch)
-        W, b, c = self.W.detach(), self.b.detach(), self.c.detach()
+        W, c = self.W.detach(), self.c.detach()
         hp = _conditional(v, W.T, c)  # positive phase, with the clean (digital) parameters
         h_pos = hp if self.mean_field_positive else _bernoulli(hp)
         if self.persistent:

@@ -1,0 +1,95 @@
+"""``make bench``: speed as ratios against peers measured in one run, written to ``results/bench/``.
+
+* (a) one PCD-1 epoch over MNIST (H = 500, batch 100) against scikit-learn's
+  ``BernoulliRBM`` on the same data, and as a fraction of the matmul floor;
+* (b) one AIS estimate (14,503 temperatures × 100 runs, 784×500) as GFLOP/s
+  against a plain ``torch.mm`` loop of the same shapes;
+* (c) wall time and peak memory of each table's smoke scale, each table run in
+  a fresh process with an empty ``GENBENCH_HOME`` so that every run executes.
+
+Numbers are only comparable on an idle machine (both cores free): the load
+average is recorded with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import paths
+
+
+def table_smoke_cost(name: str) -> dict:
+    """Wall time and peak resident memory of ``genbench table NAME --scale smoke`` from scratch."""
+    env = dict(os.environ)
+    env.setdefault("GENBENCH_DATA", str(paths.data_root().resolve()))
+    with tempfile.TemporaryDirectory() as home:
+        env["GENBENCH_HOME"] = home
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "genbench.cli", "table", name, "--scale", "smoke"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        err = proc.stderr.read()
+    return {"table": name, "wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "exit_status": os.waitstatus_to_exitcode(status), "error": err.strip().splitlines()[-1] if status and err.strip() else None}
+
+
+def markdown(result: dict) -> str:
+    pcd, ais = result.get("pcd_epoch"), result.get("ais")
+    lines = ["# genbench speed (`make bench`)", "", f"Measured {result['date']} on {result['machine']}; "
+             f"load average before: {result['load_average_before']:.2f}.", ""]
+    if pcd:
+        lines += ["## (a) One PCD-1 epoch over MNIST (60,000 images, 500 hidden units, batch 100)", "",
+                  "| | seconds |", "|---|---|",
+                  f"| scikit-learn BernoulliRBM (float32) | {pcd['sklearn_float32_s']:.2f} |",
+                  f"| genbench RBM, Lightning epoch | {pcd['genbench_lightning_s']:.2f} |",
+                  f"| genbench RBM, bare update loop | {pcd['genbench_core_s']:.2f} |",
+                  f"| matmul floor (5 products per update) | {pcd['floor_s']:.2f} |", "",
+                  f"genbench / scikit-learn = **{pcd['ratio']:.2f}** (target ≤ 0.5); floor / genbench = "
+                  f"**{pcd['floor_s'] / pcd['genbench_lightning_s']:.2f}** of the arithmetic floor.", ""]
+    if ais:
+        lines += ["## (b) One AIS estimate (14,503 temperatures × 100 runs, 784×500 RBM)", "",
+                  f"{ais['wall_time_s']:.1f} s, **{ais['gflops']:.0f} GFLOP/s** against {ais['plain_mm_gflops']:.0f} GFLOP/s for "
+                  f"a plain matmul loop of the same shapes: **{ais['ratio_to_plain_mm']:.2f}** of it (target ≥ 0.5).", ""]
+    if result.get("tables"):
+        lines += ["## (c) Tables at smoke scale, from scratch", "", "| table | wall (s) | peak memory (MiB) | exit |",
+                  "|---|---|---|---|"]
+        lines += [f"| {t['table']} | {t['wall_s']} | {t['peak_rss_mib']} | {t['exit_status']} |" for t in result["tables"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["pcd", "ais", "tables"])
+    ap.add_argument("--tables", nargs="*", default=None, help="tables to time (default: all)")
+    ap.add_argument("--out", type=Path, default=paths.results_dir("bench"))
+    a = ap.parse_args(argv)
+    import platform
+
+    from .bench_rbm import benchmark_ais, benchmark_pcd_epoch
+    from .tables import table_names
+
+    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+              "load_average_before": os.getloadavg()[0]}
+    if "pcd" not in a.skip:
+        result["pcd_epoch"] = benchmark_pcd_epoch()
+    if "ais" not in a.skip:
+        result["ais"] = benchmark_ais()
+    if "tables" not in a.skip:
+        result["tables"] = [table_smoke_cost(t) for t in (a.tables or table_names())]
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "bench.json").write_text(json.dumps(result, indent=2, default=str))
+    (a.out / "bench.md").write_text(markdown(result))
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
