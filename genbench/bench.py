@@ -76,16 +76,20 @@ def main(argv=None) -> dict:
     from .bench_rbm import benchmark_ais, benchmark_pcd_epoch
     from .tables import table_names
 
-    result = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "load_average_before": os.getloadavg()[0]}
+    out = a.out / "bench.json"
+    previous = json.loads(out.read_text()) if out.is_file() else {}  # sections skipped now keep their last values
+    result = {**previous, "date": time.strftime("%Y-%m-%d %H:%M"),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_average_before": os.getloadavg()[0]}
     if "pcd" not in a.skip:
         result["pcd_epoch"] = benchmark_pcd_epoch()
     if "ais" not in a.skip:
         result["ais"] = benchmark_ais()
     if "tables" not in a.skip:
-        result["tables"] = [table_smoke_cost(t) for t in (a.tables or table_names())]
+        measured = {t["table"]: t for t in result.get("tables", [])}
+        measured.update({t: table_smoke_cost(t) for t in (a.tables or table_names())})
+        result["tables"] = [measured[t] for t in sorted(measured)]
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "bench.json").write_text(json.dumps(result, indent=2, default=str))
+    out.write_text(json.dumps(result, indent=2, default=str))
     (a.out / "bench.md").write_text(markdown(result))
     print(markdown(result))
     return result

@@ -2,7 +2,7 @@
 
     genbench train [experiment=NAME] [KEY=VALUE ...] [-m]   one run (Hydra; -m: local multirun sweep)
     genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
-    genbench table NAME [--scale smoke|paper]               run a table's missing rows and write it
+    genbench table NAME [--scale smoke|paper] [--render-only]  run a table's missing rows and write it
     genbench compare model=NAME|module:Class table=NAME [--scale smoke|paper] [KEY=VALUE ...]
     genbench list [models|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
@@ -177,15 +177,16 @@ def cmd_table(args: list[str]) -> int:
     p = argparse.ArgumentParser(prog="genbench table", description="Run a table's missing runs and write it.")
     p.add_argument("name")
     p.add_argument("--scale", default="smoke", help="smoke (CPU, minutes) or paper (the published protocol)")
+    p.add_argument("--render-only", action="store_true", help="run nothing; write the table from the runs done so far")
     a = p.parse_args(args)
-    return _run_table(a.name, a.scale)
+    return _run_table(a.name, a.scale, render_only=a.render_only)
 
 
-def _run_table(name, scale, extra_rows=None, output_name=None) -> int:
+def _run_table(name, scale, extra_rows=None, output_name=None, render_only=False) -> int:
     from .tables import run_table
 
     try:
-        written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name)
+        written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name, render_only=render_only)
     except user_errors() as e:
         raise CLIError(clean(e)) from None
     print(written["md"].read_text())

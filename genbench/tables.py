@@ -109,8 +109,11 @@ def compose(overrides: list[str]) -> dict[str, Any]:
 
 
 def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = None, output_name: str | None = None,
-              log=print) -> dict[str, Path]:
-    """Run the table's missing runs, then write its md/csv/tex and figure; returns the written paths."""
+              log=print, render_only: bool = False) -> dict[str, Path]:
+    """Run the table's missing runs, then write its md/csv/tex and figure; returns the written paths.
+
+    ``render_only``: run nothing, write the table from the records there are (missing runs show as such).
+    """
     spec = load_table(name)
     if extra_rows:
         spec["models"] = [*spec["models"], *extra_rows]
@@ -123,6 +126,9 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
         if old and old.get("status") in ("finished", "diverged") and old.get("config_hash") == config_hash(config):
             log(f"[{i}/{len(planned)}] {p.run_id}: done before ({old['status']})")
             records.append(old)
+            continue
+        if render_only:
+            records.append({"status": "missing", "error": "not run yet"})
             continue
         log(f"[{i}/{len(planned)}] {p.run_id}: running")
         rec = train_and_evaluate(config, path, p.run_id, table=name)
@@ -251,6 +257,8 @@ def fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
     if isinstance(v, float):
+        if math.isinf(v):
+            return "∞" if v > 0 else "−∞"
         if v == int(v) and abs(v) < 1e6:
             return str(int(v))
         return f"{v:.2f}" if abs(v) >= 10 else f"{v:.3g}"

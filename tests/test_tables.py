@@ -221,3 +221,13 @@ def test_runs_that_differ_only_in_evaluation_share_one_training(configs_copy):
     assert [r["value"] for r in first["results"]] == [r["value"] for r in second["results"]]
     third = train_and_evaluate(tables.compose([*base, "seed=1"]), results_dir("c.json"), "c")
     assert third["checkpoint"] != first["checkpoint"] and not third.get("reused_training")
+
+
+def test_render_only_writes_the_table_without_running(tiny_table, monkeypatch):
+    monkeypatch.setattr(tables, "train_and_evaluate", lambda *a, **k: pytest.fail("nothing may run"))
+    written = tables.run_table(tiny_table, "smoke", log=lambda *_: None, render_only=True)
+    assert "2 missing (not run yet)" in written["md"].read_text()  # two seeds of each row
+
+
+def test_numbers_format_with_infinite_interval_ends():
+    assert tables.fmt(float("-inf")) == "−∞" and tables.fmt(3.0) == "3" and tables.fmt(0.012345) == "0.0123"
