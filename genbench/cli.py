@@ -2,7 +2,7 @@
 
     genbench train [experiment=NAME] [KEY=VALUE ...] [-m]   one run (Hydra; -m: local multirun sweep)
     genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
-    genbench table NAME [--scale smoke|paper] [--render-only]  run a table's missing rows and write it
+    genbench table NAME [--scale smoke|paper] [--render-only] [--rows TEXT]   run a table's missing runs, write it
     genbench compare model=NAME|module:Class table=NAME [--scale smoke|paper] [KEY=VALUE ...]
     genbench list [models|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
@@ -178,15 +178,16 @@ def cmd_table(args: list[str]) -> int:
     p.add_argument("name")
     p.add_argument("--scale", default="smoke", help="smoke (CPU, minutes) or paper (the published protocol)")
     p.add_argument("--render-only", action="store_true", help="run nothing; write the table from the runs done so far")
+    p.add_argument("--rows", default=None, help="run only the rows whose label contains this text")
     a = p.parse_args(args)
-    return _run_table(a.name, a.scale, render_only=a.render_only)
+    return _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows)
 
 
-def _run_table(name, scale, extra_rows=None, output_name=None, render_only=False) -> int:
+def _run_table(name, scale, extra_rows=None, output_name=None, **kw) -> int:
     from .tables import run_table
 
     try:
-        written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name, render_only=render_only)
+        written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name, **kw)
     except user_errors() as e:
         raise CLIError(clean(e)) from None
     print(written["md"].read_text())

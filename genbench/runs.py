@@ -152,7 +152,7 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
         if not final.is_file() and not (guard.reason or non_finite_parameters(model)):
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             torch.save({"state_dict": model.state_dict(), "genbench": {"config": config}}, final)
-        record["checkpoint"] = str(final)
+        record["checkpoint"] = str(final) if final.is_file() else None
         if guard.reason or non_finite_parameters(model):
             record["status"], record["error"] = "diverged", guard.reason or "non-finite parameters after training"
         else:

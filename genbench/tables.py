@@ -109,10 +109,11 @@ def compose(overrides: list[str]) -> dict[str, Any]:
 
 
 def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = None, output_name: str | None = None,
-              log=print, render_only: bool = False) -> dict[str, Path]:
+              log=print, render_only: bool = False, rows: str | None = None) -> dict[str, Path]:
     """Run the table's missing runs, then write its md/csv/tex and figure; returns the written paths.
 
-    ``render_only``: run nothing, write the table from the records there are (missing runs show as such).
+    ``render_only``: run nothing, write the table from the records there are (missing runs show as such);
+    ``rows``: run only the rows whose label contains this text (the others as with ``render_only``).
     """
     spec = load_table(name)
     if extra_rows:
@@ -127,7 +128,7 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
             log(f"[{i}/{len(planned)}] {p.run_id}: done before ({old['status']})")
             records.append(old)
             continue
-        if render_only:
+        if render_only or (rows is not None and rows not in p.row):
             records.append({"status": "missing", "error": "not run yet"})
             continue
         log(f"[{i}/{len(planned)}] {p.run_id}: running")

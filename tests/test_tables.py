@@ -223,10 +223,14 @@ def test_runs_that_differ_only_in_evaluation_share_one_training(configs_copy):
     assert third["checkpoint"] != first["checkpoint"] and not third.get("reused_training")
 
 
-def test_render_only_writes_the_table_without_running(tiny_table, monkeypatch):
+def test_render_only_and_selected_rows(tiny_table, monkeypatch):
+    real, ran = tables.train_and_evaluate, []
     monkeypatch.setattr(tables, "train_and_evaluate", lambda *a, **k: pytest.fail("nothing may run"))
     written = tables.run_table(tiny_table, "smoke", log=lambda *_: None, render_only=True)
     assert "2 missing (not run yet)" in written["md"].read_text()  # two seeds of each row
+    monkeypatch.setattr(tables, "train_and_evaluate", lambda *a, **k: ran.append(a[2]) or real(*a, **k))
+    tables.run_table(tiny_table, "smoke", log=lambda *_: None, rows="MoB")
+    assert sorted(ran) == ["mob-k-3--digits--s0", "mob-k-3--digits--s1"]
 
 
 def test_numbers_format_with_infinite_interval_ends():
