@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from genbench.evaluation import ais as A
-from genbench.evaluation.ais import (ais_likelihood_records, ais_log_prob, ais_log_z, base_rate_biases,
+from genbench.evaluation.ais import (ais_log_prob, ais_log_z, base_rate_biases,
                                      exact_log_prob, exact_log_z, free_energy, linear_schedule, raise_log_prob,
                                      schedule, sm_schedule)
 
@@ -271,26 +271,3 @@ def test_sandwich_raise_below_exact_below_ais():
     assert lp_r.mean() < exact.mean() < lp_ais.mean() + 3 * log_z_hat.std() / math.sqrt(20)
 
 
-# --------------------------------------------------------------------------- records
-
-
-def test_likelihood_records():
-    W, b, c, base_b = _case(*CASES[0])
-    v = sample_exact(W, b, c, 60, 3)
-    recs = ais_likelihood_records(v, W, b, c, base_b, schedule(1000), n_runs=50, raise_runs=5,
-                                  generator=torch.Generator().manual_seed(0), schedule_name="smoke", data="toy")
-    by = {r.metric: r for r in recs}
-    assert set(by) == {"log_z", "nll", "nll_raise"}
-    assert {r.unit for r in recs} == {"nats"}
-    assert by["log_z"].estimator == "estimate" and by["nll"].estimator == "estimate"
-    assert by["nll_raise"].estimator == "upper bound"
-    for r in recs:
-        assert r.settings["n_betas"] == 1000 and r.settings["schedule"] == "smoke" and r.data == "toy"
-        assert "base-rate" in r.settings["base_model"]
-    assert "optimistic" in by["nll"].settings["note"]
-    exact_nll = -exact_log_prob(v, W, b, c).mean().item()
-    lo, hi = by["nll"].interval
-    assert lo <= by["nll"].value <= hi
-    assert abs(by["nll"].value - exact_nll) < 0.15 and abs(by["nll_raise"].value - exact_nll) < 0.3
-    assert by["log_z"].interval[0] <= exact_log_z(W, b, c) <= by["log_z"].interval[1]
-    assert by["nll"].n == 60 and by["log_z"].n == 50 and by["nll_raise"].settings["n_runs"] == 5

@@ -126,3 +126,49 @@ def test_dequantize_adds_uniform_noise_below_one():
     x = torch.randint(0, 256, (1000, 3)).float()
     u = dequantize(x) - x
     assert (u >= 0).all() and (u < 1).all() and abs(u.mean().item() - 0.5) < 0.03
+
+
+class SmallRBM(torch.nn.Module):
+    """What the evaluator needs of an energy model; exact log Z switched off to force AIS."""
+
+    exact_partition_feasible = False
+
+    def __init__(self, seed=0, hidden=12, visible=30):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.W = torch.randn(hidden, visible, generator=g) * 0.5
+        self.b = torch.randn(visible, generator=g) * 0.5 - 0.5
+        self.c = torch.randn(hidden, generator=g) * 0.5
+
+    def free_energy(self, v):
+        from genbench.evaluation.ais import free_energy
+
+        return free_energy(v, self.W, self.b, self.c)
+
+
+def test_energy_models_get_ais_with_its_interval_and_raise_beside():
+    from genbench.evaluation.ais import exact_log_prob
+
+    rbm = SmallRBM()
+    x = torch.bernoulli(torch.full((200, 30), 0.4), generator=torch.Generator().manual_seed(1))
+    settings = {"ais": {"betas": 2000, "runs": 100}, "raise": {"runs": 5, "examples": 50, "betas": 1000}}
+    r = by_metric(likelihood(rbm, x, info("binary", (30,)), settings=settings))
+    exact = -exact_log_prob(x, rbm.W, rbm.b, rbm.c).mean().item()
+    assert r["nll"].estimator == "estimate" and "AIS" in r["nll"].settings["log_z"]
+    assert r["nll"].interval[0] <= exact <= r["nll"].interval[1] and abs(r["nll"].value - exact) < 0.2
+    assert r["log_z"].interval[0] <= r["log_z"].value <= r["log_z"].interval[1]
+    assert r["nll_raise"].estimator == "estimate"  # conservative only for data drawn from the model
+    assert r["nll_raise_subset"].n == r["nll_raise"].n == 50
+    assert r["nll_raise_gap"].value == pytest.approx(r["nll_raise"].value - r["nll_raise_subset"].value, abs=1e-9)
+
+
+def test_expected_ais_averages_over_noise_draws_and_is_worse_than_clean():
+    rbm = SmallRBM(hidden=10)
+    rbm.exact_partition_feasible = True  # exact log Z per draw: the only randomness is the noise
+    x = torch.bernoulli(torch.full((300, 30), 0.4), generator=torch.Generator().manual_seed(2))
+    clean = by_metric(likelihood(rbm, x, info("binary", (30,))))["nll"]
+    noisy = by_metric(likelihood(rbm, x, info("binary", (30,)),
+                                 settings={"parameter_noise": {"sigma_w": 0.5, "sigma_b": 0.0, "draws": 4}}))["nll"]
+    assert clean.estimator == "exact" and noisy.estimator == "estimate"
+    assert noisy.settings["parameter_noise"]["draws"] == 4
+    assert noisy.value != clean.value
