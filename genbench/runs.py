@@ -195,8 +195,9 @@ def quiet_lightning() -> None:
 
 
 def periodic(config: dict[str, Any], dm) -> list[L.Callback]:
-    every = (config.get("evaluation") or {}).get("every_n_epochs", 0)
-    return [PeriodicEvaluation(dm, every_n_epochs=every)] if every else []
+    evaluation = config.get("evaluation") or {}
+    every = evaluation.get("every_n_epochs", 0)
+    return [PeriodicEvaluation(dm, every_n_epochs=every, settings=evaluation.get("likelihood"))] if every else []
 
 
 def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) -> L.Trainer:

@@ -64,13 +64,15 @@ def sample_figures(model, datamodule, figure_dir: Path) -> list[str]:
 class PeriodicEvaluation(L.Callback):
     """Runs the likelihood evaluator on a split every few epochs and logs it (nats, with its estimator)."""
 
-    def __init__(self, datamodule, every_n_epochs: int = 1, split: str = "val", max_examples: int = 2000):
+    def __init__(self, datamodule, every_n_epochs: int = 1, split: str = "val", max_examples: int = 2000,
+                 settings: dict | None = None):
         self.datamodule, self.every, self.split, self.max_examples = datamodule, every_n_epochs, split, max_examples
+        self.settings = settings  # the run's likelihood settings (e.g. a short AIS schedule for RBMs)
 
     def on_train_epoch_end(self, trainer, pl_module):
         if (trainer.current_epoch + 1) % self.every or self.split not in self.datamodule.splits:
             return
         data = self.datamodule.split(self.split)[: self.max_examples]
-        for r in likelihood_records(pl_module, data.to(pl_module.device), self.datamodule.info, self.split):
+        for r in likelihood_records(pl_module, data.to(pl_module.device), self.datamodule.info, self.split, self.settings):
             if r.metric in ("nll", "bits_per_dim"):
                 pl_module.log(f"{self.split}/{r.metric}", r.value)
