@@ -12,7 +12,7 @@ TABLES := $(sort $(basename $(notdir $(wildcard configs/table/*.yaml))))
 .PHONY: setup demo test test-slow bench tables-smoke tables-paper data-link clean help $(addprefix table-,$(TABLES))
 
 help:
-	@echo "make demo | test | test-slow | bench | tables-smoke | tables-paper | table-NAME [SCALE=smoke|paper] | data-link | clean"
+	@echo "make demo | test | test-slow | bench | tables-smoke | tables-paper | table-NAME [SCALE=smoke|cpu|paper] | data-link | clean"
 	@echo "tables: $(TABLES)"
 
 setup: $(STAMP)

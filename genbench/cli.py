@@ -2,8 +2,8 @@
 
     genbench train [experiment=NAME] [KEY=VALUE ...] [-m]   one run (Hydra; -m: local multirun sweep)
     genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
-    genbench table NAME [--scale smoke|paper] [--render-only] [--rows TEXT]   run a table's missing runs, write it
-    genbench compare model=NAME|module:Class table=NAME [--scale smoke|paper] [KEY=VALUE ...]
+    genbench table NAME [--scale smoke|cpu|paper] [--render-only] [--rows TEXT]   run a table's missing runs, write it
+    genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [KEY=VALUE ...]
     genbench list [models|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
     genbench sweep NAME                                     a W&B sweep from configs/sweep/NAME.yaml
@@ -48,9 +48,11 @@ def user_errors():
 
     from .data.files import ChecksumError, DataUnavailableError
     from .registry import UnknownNameError
+    from .runs import CheckpointError
     from .tables import TableError
 
-    return (HydraException, OmegaConfBaseException, DataUnavailableError, ChecksumError, UnknownNameError, TableError)
+    return (HydraException, OmegaConfBaseException, DataUnavailableError, ChecksumError, UnknownNameError, TableError,
+            CheckpointError)
 
 
 def clean(e: Exception) -> str:
@@ -142,22 +144,13 @@ def cmd_evaluate(args: list[str]) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--json", action="store_true", help="print the result records as JSON")
     a = p.parse_args(args)
-    import torch
-
-    from .data import build_datamodule
     from .evaluation import evaluate
-    from .models import build_model
+    from .runs import load_checkpoint
 
     if not Path(a.checkpoint).is_file():
         raise CLIError(f"no checkpoint at {a.checkpoint}; runs save theirs as models/trained/<training hash>/final.ckpt")
-    ckpt = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
-    if "genbench" not in ckpt:
-        raise CLIError(f"{a.checkpoint} was not written by a genbench run (it has no 'genbench' config entry)")
-    config = ckpt["genbench"]["config"]
     try:
-        dm = build_datamodule(config["data"])
-        model = build_model(config["model"], dm.info)
-        model.load_state_dict(ckpt["state_dict"])
+        config, model, dm = load_checkpoint(a.checkpoint)
         results, figures = evaluate(model, dm, config.get("evaluation"), Path(a.checkpoint).parent / "figures", a.split)
     except user_errors() as e:
         raise CLIError(clean(e)) from None
@@ -176,7 +169,7 @@ def cmd_evaluate(args: list[str]) -> int:
 def cmd_table(args: list[str]) -> int:
     p = argparse.ArgumentParser(prog="genbench table", description="Run a table's missing runs and write it.")
     p.add_argument("name")
-    p.add_argument("--scale", default="smoke", help="smoke (CPU, minutes) or paper (the published protocol)")
+    p.add_argument("--scale", default="smoke", help="smoke (CPU, minutes), cpu (the paper protocol cut to ~1 h on a CPU, where a table has it) or paper")
     p.add_argument("--render-only", action="store_true", help="run nothing; write the table from the runs done so far")
     p.add_argument("--rows", default=None, help="run only the rows whose label contains this text")
     a = p.parse_args(args)
@@ -206,7 +199,7 @@ def cmd_compare(args: list[str]) -> int:
         scale = args[args.index("--scale") + 1]
     extra = [a for a in args if "=" in a and a.split("=", 1)[0] not in ("model", "table")]
     if "model" not in keyed or "table" not in keyed:
-        raise CLIError("usage: genbench compare model=NAME|module:Class|file.py:Class table=NAME [--scale smoke|paper] "
+        raise CLIError("usage: genbench compare model=NAME|module:Class|file.py:Class table=NAME [--scale smoke|cpu|paper] "
                        "[KEY=VALUE ...]")
     model = keyed["model"]
     if (paths.configs_dir() / "model" / f"{model}.yaml").is_file():

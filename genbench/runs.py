@@ -211,5 +211,21 @@ def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) ->
                      num_sanity_val_steps=0, **kw)
 
 
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint written by a genbench run."""
+
+
+def load_checkpoint(path: str | Path):
+    """(config, model in eval mode, data module) of a checkpoint written by a genbench run."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "genbench" not in ckpt:
+        raise CheckpointError(f"{path} was not written by a genbench run (it has no 'genbench' config entry)")
+    config = ckpt["genbench"]["config"]
+    dm = build_datamodule(config["data"])
+    model = build_model(config["model"], dm.info)
+    model.load_state_dict(ckpt["state_dict"])
+    return config, model.eval(), dm
+
+
 def results_of(record: dict[str, Any]) -> list[Result]:
     return [Result.from_dict(r) for r in record.get("results", [])]

@@ -10,7 +10,14 @@ A table config (``configs/table/NAME.yaml``) lists
   (:data:`DERIVED`), each {``label``, ``kind``, ``metric``, ``rows``: role → row label, ``dataset``, ``published``};
 * ``metrics``: the metrics shown, in order (the first is the headline of the figure and ranking);
 * ``references``: published ids shown as rows of their own (no run of ours);
-* ``scales``: ``smoke`` / ``paper`` → {``seeds``, ``overrides``}; ``title``, ``description``, ``notes``.
+* ``scales``: ``smoke`` / ``paper`` → {``seeds``, ``overrides``}; ``title``, ``description``, ``notes``;
+* ``random_overrides`` (in a scale or a row): key → {``uniform`` | ``log_uniform``: [low, high]}, hyperparameters
+  drawn per seed (random search, as in Dumoulin's ALI-vs-GAN comparison); the draws depend only on the seed, so
+  rows compared seed by seed share them, and they become ordinary overrides (in the run's config and hash);
+* ``curves``: panels of a metric against a swept setting, each {``title``, ``xlabel``, ``metric``, ``dataset``,
+  ``series``: name → [[x, row label], ...]} (the thesis' NLL-versus-σ plots); points not run at a scale are left out;
+* ``figures``: table-level figures drawn from the trained models, each {``function``: "module:fn", ``file``,
+  ``dataset``, ``seed``}; ``fn(runs, path)`` gets the :class:`TrainedRun` of every row on that dataset and seed.
 
 Overrides apply from the general to the specific: scale, dataset, dataset at this scale, row,
 row at this scale. Every (row, dataset, seed) is one run whose record lives in
@@ -27,14 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from . import paths
 from .published import Published, load_published
-from .runs import config_hash, read_record, train_and_evaluate
+from .registry import import_object
+from .runs import config_hash, load_checkpoint, read_record, train_and_evaluate
 
-SCALES = ("smoke", "paper")
+SCALES = ("smoke", "cpu", "paper")  # cpu: the paper protocol cut down to about an hour on 2 cores (optional)
 LOWER_IS_BETTER = {"nll": True, "bits_per_dim": True, "reverse_kl": True, "modes_ali": False,
                    "modes_veegan": False, "high_quality_pct": False, "sample_log_density": False}
 
@@ -90,11 +99,29 @@ def plan(spec: dict[str, Any], scale: str) -> list[PlannedRun]:
             if key not in spec["datasets"]:
                 raise TableError(f"row {row['label']!r} names dataset {key!r}; the table has {', '.join(spec['datasets'])}")
             ds = spec["datasets"][key]
+            drawn = {**(scale_cfg.get("random_overrides") or {}), **(row.get("random_overrides") or {})}
             for seed in scale_cfg.get("seeds", [0]):
                 overrides = [*scale_cfg.get("overrides", []), *ds.get("overrides", []), *ds.get(scale, []),
-                             *row.get("overrides", []), *row.get(scale, []), f"seed={seed}", f"name={slug(row['label'])}"]
+                             *row.get("overrides", []), *row.get(scale, []), *random_overrides(drawn, seed),
+                             f"seed={seed}", f"name={slug(row['label'])}"]
                 planned.append(PlannedRun(row["label"], key, seed, overrides, (row.get("published") or {}).get(key, [])))
     return planned
+
+
+def random_overrides(spec: dict[str, dict[str, list[float]]], seed: int) -> list[str]:
+    """Hydra overrides ``key=value`` drawn for one seed: {key: {uniform | log_uniform: [low, high]}}."""
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for key in sorted(spec):
+        (kind, (low, high)), = spec[key].items()
+        if kind == "uniform":
+            value = rng.uniform(low, high)
+        elif kind == "log_uniform":
+            value = math.exp(rng.uniform(math.log(low), math.log(high)))
+        else:
+            raise TableError(f"random override {key}: unknown distribution {kind!r}; valid: uniform, log_uniform")
+        drawn.append(f"{key}={float(f'{value:.4g}')}")
+    return drawn
 
 
 def compose(overrides: list[str]) -> dict[str, Any]:
@@ -137,7 +164,39 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
             + (f" ({rec['error']})" if rec.get("error") else ""))
         records.append(rec)
     frame = aggregate(spec, planned, records)
-    return write_outputs(spec, scale, frame, planned, records, output_name or name)
+    figures = table_figures(spec, scale, planned, records, output_name or name)
+    return write_outputs(spec, scale, frame, planned, records, output_name or name, figures)
+
+
+@dataclass
+class TrainedRun:
+    """One row's trained model for a table figure (``model`` is None when the run did not finish)."""
+
+    label: str
+    dataset: str
+    seed: int
+    status: str
+    model: Any = None
+    datamodule: Any = None
+
+
+def table_figures(spec, scale, planned, records, name: str) -> list[Path]:
+    """The table's ``figures``: each drawn by its function from the trained models of one dataset and seed."""
+    written = []
+    for fig in spec.get("figures") or []:
+        runs = []
+        for p, r in zip(planned, records):
+            if p.dataset != fig["dataset"] or p.seed != fig.get("seed", planned[0].seed):
+                continue
+            done = r.get("status") == "finished" and r.get("checkpoint") and Path(r["checkpoint"]).is_file()
+            model, dm = load_checkpoint(r["checkpoint"])[1:] if done else (None, None)
+            runs.append(TrainedRun(p.row, p.dataset, p.seed, r.get("status", "missing"), model, dm))
+        path = paths.results_dir("figures", name, f"{scale}_{fig['file']}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = import_object(fig["function"])(runs, path)
+        if out:
+            written.append(Path(out))
+    return written
 
 
 # -- aggregation ------------------------------------------------------------------------------------------------------
@@ -290,20 +349,24 @@ STATUS_MEANING = {"P": "verified in the primary source", "S": "verified in a sec
                   "R": "UNVERIFIED (recalled)", "D": "derived by arithmetic"}
 
 
-def write_outputs(spec, scale, frame: pd.DataFrame, planned, records, name: str) -> dict[str, Path]:
+def write_outputs(spec, scale, frame: pd.DataFrame, planned, records, name: str,
+                  figures: list[Path] = ()) -> dict[str, Path]:
     out = paths.results_dir("tables")
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "tex": out / f"{name}.tex"}
     frame.assign(scale=scale).to_csv(written["csv"], index=False)
     fig = summary_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_summary.png"))
-    written["md"].write_text(markdown(spec, scale, frame, planned, records, fig))
+    curves = curves_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_curves.png"))
+    figures = [*([curves] if curves else []), *figures]
+    written["md"].write_text(markdown(spec, scale, frame, planned, records, fig, figures))
     written["tex"].write_text(latex(spec, scale, frame))
     if fig:
         written["figure"] = fig
+    written.update({f"figure:{p.stem.split('_', 1)[-1]}": p for p in figures})
     return written
 
 
-def markdown(spec, scale, frame, planned, records, fig: Path | None) -> str:
+def markdown(spec, scale, frame, planned, records, fig: Path | None, figures: list[Path] = ()) -> str:
     lines = [f"# {spec.get('title', spec['name'])}", "", f"Table `{spec['name']}`, scale **{scale}**. "
              + (spec.get("description") or "").strip(), ""]
     for key in frame["dataset"].drop_duplicates():
@@ -321,6 +384,7 @@ def markdown(spec, scale, frame, planned, records, fig: Path | None) -> str:
         lines += ranking(spec, part) + [""]
     if fig:
         lines += [f"![summary]({relative(fig)})", ""]
+    lines += [line for p in figures for line in (f"![{p.stem}]({relative(p)})", "")]
     figures = [(p.run_id, f) for p, r in zip(planned, records) if p.seed == planned[0].seed for f in r.get("figures", [])]
     if figures:
         lines += ["Sample figures (first seed): " + ", ".join(f"[{rid}/{Path(f).name}]({relative(Path(f))})" for rid, f in figures), ""]
@@ -390,6 +454,41 @@ def summary_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
         ax.set_title(spec["datasets"].get(key, {}).get("label", key), fontsize=9)
         ax.set_xlabel(f"{headline} ({ours['unit'].dropna().iloc[0] if ours['unit'].notna().any() else ''})")
     axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curves_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
+    """The table's ``curves``: one panel per swept setting, mean ± seed std (else s.e.) of the metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = spec.get("curves") or []
+    if not panels or frame.empty:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    for ax, panel in zip(axes.flat, panels):
+        part = frame[(frame["metric"] == panel["metric"]) & (frame["dataset"] == panel["dataset"])].drop_duplicates("row")
+        by_row = part.set_index("row")
+        for name, points in panel["series"].items():
+            pts = sorted((x, by_row.loc[r]) for x, r in points if r in by_row.index and pd.notna(by_row.loc[r, "obtained"]))
+            if pts:
+                spread = [p["obtained_std"] if pd.notna(p["obtained_std"]) else p["obtained_se"] for _, p in pts]
+                ax.errorbar([x for x, _ in pts], [p["obtained"] for _, p in pts], yerr=pd.Series(spread).fillna(0),
+                            marker="o", capsize=3, label=name)
+        unit = part["unit"].dropna().iloc[0] if part["unit"].notna().any() else ""
+        ax.set(title=panel["title"], xlabel=panel["xlabel"], ylabel=f"{panel['metric']} ({unit})")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -34,7 +34,7 @@ def test_unknown_table_scale_and_command(capsys):
     code, _, err = run(capsys, "table", "nope")
     assert code == 2 and "gmm-baselines" in err
     code, _, err = run(capsys, "table", "gmm-baselines", "--scale", "huge")
-    assert code == 2 and "smoke, paper" in err
+    assert code == 2 and "smoke, cpu, paper" in err
     assert main(["frobnicate"]) == 2
 
 

@@ -235,3 +235,64 @@ def test_render_only_and_selected_rows(tiny_table, monkeypatch):
 
 def test_numbers_format_with_infinite_interval_ends():
     assert tables.fmt(float("-inf")) == "−∞" and tables.fmt(3.0) == "3" and tables.fmt(0.012345) == "0.0123"
+
+
+def test_random_overrides_depend_only_on_the_seed_and_stay_in_range():
+    spec = {"model.lr": {"log_uniform": [1e-5, 1e-3]}, "model.beta1": {"uniform": [0.2, 0.8]}}
+    draws = [dict(o.split("=") for o in tables.random_overrides(spec, seed)) for seed in range(20)]
+    assert tables.random_overrides(spec, 3) == tables.random_overrides(spec, 3)
+    assert len({d["model.lr"] for d in draws}) == 20
+    assert all(1e-5 <= float(d["model.lr"]) <= 1e-3 and 0.2 <= float(d["model.beta1"]) <= 0.8 for d in draws)
+    # log-uniform: about half the draws below the geometric midpoint 1e-4
+    assert 5 <= sum(float(d["model.lr"]) < 1e-4 for d in draws) <= 15
+    with pytest.raises(tables.TableError, match="uniform, log_uniform"):
+        tables.random_overrides({"model.lr": {"normal": [0, 1]}}, 0)
+
+
+def test_random_overrides_reach_the_runs_and_rows_share_them(configs_copy):
+    (configs_copy / "table" / "drawn.yaml").write_text(TINY.replace(
+        "smoke: {seeds: [0, 1]}", "smoke: {seeds: [0, 1], random_overrides: {model.pseudocount: {uniform: [0.01, 1.0]}}}"))
+    planned = tables.plan(tables.load_table("drawn"), "smoke")
+    drawn = {(p.row, p.seed): [o for o in p.overrides if o.startswith("model.pseudocount=")] for p in planned}
+    assert drawn[("independent Bernoulli", 0)] == drawn[("MoB (K=3)", 0)] != drawn[("MoB (K=3)", 1)]
+
+
+FIGURE_FN = '''
+def draw(runs, path):
+    import matplotlib.pyplot as plt
+    import torch
+    fig, axes = plt.subplots(1, len(runs))
+    for ax, run in zip(axes, runs):
+        with torch.no_grad():
+            x = run.model.sample(16).reshape(16, -1)
+        ax.imshow(x.numpy()); ax.set_title(f"{run.label} ({run.status})")
+    fig.savefig(path); plt.close(fig)
+    (path.parent / "seen.txt").write_text(";".join(f"{r.label}|{r.seed}|{r.model.training}" for r in runs))
+    return path
+'''
+
+
+def test_table_figures_receive_the_trained_models_of_one_seed(tiny_table, configs_copy, tmp_path):
+    (tmp_path / "figfn.py").write_text(FIGURE_FN)
+    spec = (configs_copy / "table" / "tiny.yaml").read_text()
+    (configs_copy / "table" / "tiny.yaml").write_text(
+        spec + f"figures:\n  - {{function: '{tmp_path / 'figfn.py'}:draw', file: panel.png, dataset: digits, seed: 1}}\n")
+    written = tables.run_table(tiny_table, "smoke", log=lambda *_: None)
+    panel = written["figure:panel"]
+    assert panel.is_file() and panel.name == "smoke_panel.png"
+    assert (panel.parent / "seen.txt").read_text() == "independent Bernoulli|1|False;MoB (K=3)|1|False"
+    assert "smoke_panel.png" in written["md"].read_text()
+
+
+def test_curves_plot_the_swept_rows_and_skip_rows_not_run(tiny_table, configs_copy):
+    spec = (configs_copy / "table" / "tiny.yaml").read_text()
+    (configs_copy / "table" / "tiny.yaml").write_text(spec + """curves:
+- title: NLL against K
+  xlabel: K
+  metric: nll
+  dataset: digits
+  series:
+    mixtures: [[1, independent Bernoulli], [3, "MoB (K=3)"], [10, not a row of this table]]
+""")
+    written = tables.run_table(tiny_table, "smoke", log=lambda *_: None)
+    assert written["figure:curves"].is_file() and "smoke_curves.png" in written["md"].read_text()

@@ -31,6 +31,11 @@ MODELS = {
     "independent_bernoulli": "genbench.models.baselines:IndependentBernoulli",
     "mixture_of_bernoullis": "genbench.models.baselines:MixtureOfBernoullis",
     "rbm": "genbench.models.rbm:RBM",
+    "gan": "genbench.models.gan:GAN",
+    "ali": "genbench.models.ali:ALI",
+    "bigan": "genbench.models.ali:BiGAN",
+    "nice": "genbench.models.flows:NICE",
+    "realnvp": "genbench.models.flows:RealNVP",
 }
 
 
