@@ -34,7 +34,7 @@ METRICS = {
     "modes_ali_max": ("modes",),
     "modes_veegan": ("modes",),  # VEEGAN/PacGAN: modes nearest to >= 1 high-quality sample
     "high_quality_pct": ("%",),
-    "reverse_kl": ("none",),  # PacGAN: KL(high-quality mode histogram || uniform)
+    "reverse_kl": ("nats", "none"),  # PacGAN: KL(high-quality mode histogram || uniform); ours in nats, the paper does not say
     "kl_modes": ("none",),  # stacked MNIST: KL between the mode histogram and uniform
     "ivom": ("none",),  # VEEGAN's inference-via-optimization metric (reconstruction error)
     "error_pct": ("%",),
@@ -44,6 +44,10 @@ METRICS = {
     "overhead_pct": ("%",),  # published relative cost of a component
     "nll_increase_pct": ("%",),  # 100 (NLL − NLL of a reference model) / NLL of the reference
     "nll_increase_reduction_pct": ("%",),  # how much less a mitigated model's NLL increase is, in % of the unmitigated one's
+    "reconstruction_error": ("none",),  # 2D inference: mean ||x - decode(encode(x))||^2 on held-out points (data units^2)
+    "reconstruction_same_mode_pct": ("%",),  # 2D inference: reconstructions in the same mixture component as their input
+    "latent_mmd": ("none",),  # 2D inference: unbiased MMD^2 between the encoded q(z) and N(0, I)
+    "latent_ks": ("none",),  # 2D inference: max per-dimension KS statistic of q(z) against N(0, 1)
 }
 UNITS = ("nats", "bits/dim", "modes", "%", "none", "s")
 ESTIMATORS = ("exact", "upper bound", "lower bound", "estimate", "unknown")

@@ -28,7 +28,14 @@ def test_every_registered_model_has_a_config():
     assert sorted(MODELS) == sorted(p.stem for p in (configs_dir() / "model").glob("*.yaml") if p.stem != "custom")
 
 
-SMALL = {"rbm": ["model.hidden=10"]}  # small enough for exact likelihoods
+SMALL = {"rbm": ["model.hidden=10"],  # small enough for exact likelihoods
+         "nice": ["model.hidden=32", "model.layers=1"],
+         "realnvp": ["model.features=4", "model.blocks=1"],
+         **{name: ["model.decoder_hidden=[32,32]", "model.disc_hidden=[16,16]",
+                   *([] if name == "gan" else ["model.encoder_hidden=[32]"]),
+                   *(["model.gan_epochs=1"] if name.startswith("gan_") else [])]  # 1 GAN epoch, 1 encoder epoch
+            for name in ("gan", "ali", "bigan", "gan_inverse_mapping", "gan_posthoc")},
+         }
 
 
 def log_p(model, x, info):
@@ -41,13 +48,33 @@ def log_p(model, x, info):
     return prepared.log_prob(x)
 
 
+LIKELIHOOD = ("log_prob", "log_prob_bound", "free_energy")
+
+
+def draw(model, n, seed):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return model.sample(n)
+
+
+def assert_in_space(x, space):
+    """Finite, and on the space's values: {0, 1} for binary, the integers 0..levels-1 for discrete."""
+    assert torch.isfinite(x).all()
+    if space.kind == "binary":
+        assert set(x.unique().tolist()) <= {0.0, 1.0}
+    elif space.kind == "discrete":
+        assert torch.equal(x, x.round()) and x.min() >= 0 and x.max() <= space.levels - 1
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_conformance(name, tmp_path):
+    """build → 2 epochs → samples in the data space → save/load; likelihood and encode/decode where the model has them."""
     torch.manual_seed(0)
     model, dm = model_and_data(name)
     info = dm.info
-    caps = capabilities(model)
-    assert "sample" in caps and ({"log_prob", "log_prob_bound", "free_energy"} & set(caps))
+    caps = set(capabilities(model))
+    assert "sample" in caps
+    has_likelihood = bool(caps & set(LIKELIHOOD))
 
     if getattr(model, "needs_training", True):
         L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -55,22 +82,30 @@ def test_model_conformance(name, tmp_path):
 
     model.eval()
     x = dm.split("test")[:64].float()
-    with torch.no_grad():
-        lp = log_p(model, x, info)
-        s = model.sample(16)
-    assert lp.shape == (64,) and torch.isfinite(lp).all()
+    s = draw(model, 16, seed=1)
     assert s.shape == (16, *info.shape)
-    if info.space.kind == "binary":
-        assert set(s.unique().tolist()) <= {0.0, 1.0}
-        assert (lp <= 0).all()  # a pmf
-    assert torch.isfinite(s).all()
+    assert_in_space(s, info.space)
+    if has_likelihood:
+        with torch.no_grad():
+            lp = log_p(model, x, info)
+        assert lp.shape == (64,) and torch.isfinite(lp).all()
+        if info.space.kind == "binary":
+            assert (lp <= 0).all()  # a pmf
+    if {"encode", "decode"} <= caps:
+        z = model.encode(x)
+        assert z.shape[0] == 64 and torch.isfinite(z).all()
+        recon = model.decode(z)
+        assert recon.shape == x.shape and torch.isfinite(recon).all()
 
-    # save/load round-trip: a fresh instance with the saved state scores identically
+    # save/load round-trip: a fresh instance with the saved state samples (and scores) identically
     path = tmp_path / "model.pt"
     torch.save(model.state_dict(), path)
     fresh, _ = model_and_data(name)
     fresh.load_state_dict(torch.load(path))
     fresh.eval()
+    assert torch.equal(draw(fresh, 16, seed=1), s)
+    if not has_likelihood:
+        return
     with torch.no_grad():
         assert torch.allclose(log_p(fresh, x, info), lp)
 

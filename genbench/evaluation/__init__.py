@@ -26,6 +26,10 @@ def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_d
     info = datamodule.info
     records = likelihood_records(model, datamodule.split(split), info, split, settings.get("likelihood"),
                               batch_size=datamodule.eval_batch_size)
+    if settings.get("features") and callable(getattr(model, "features", None)) and datamodule.labels(split) is not None:
+        from .features import svm_error  # a linear probe of encoder features, when the run asks for it
+
+        records += svm_error(model, datamodule, split, **settings["features"])
     figures: list[str] = []
     if callable(getattr(model, "sample", None)):
         model.eval()
@@ -33,6 +37,10 @@ def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_d
             from .modes import mode_coverage
 
             records += mode_coverage(model, info.mixture, **settings.get("modes", {}))
+            from .inference import has_inference, inference_quality
+
+            if has_inference(model):  # encoder + decoder: reconstructions and q(z) vs the prior
+                records += inference_quality(model, datamodule.split(split), info.mixture, **settings.get("inference", {}))
         if figure_dir is not None:
             figures = sample_figures(model, datamodule, Path(figure_dir))
     for r in records:
@@ -57,7 +65,9 @@ def sample_figures(model, datamodule, figure_dir: Path) -> list[str]:
         if len(info.shape) == 3:  # models with sample_means (RBMs) show E[v | h], as Dumoulin's figures do
             draw = getattr(model, "sample_means", model.sample)
             x = draw(FIGURE_SAMPLES["image"]).detach().cpu().reshape(-1, *info.shape)
-            return [str(save_image_grid(x, figure_dir / "samples.png", title=f"samples ({info.variant})"))]
+            levels = info.space.levels  # discrete data: integers 0..levels−1 (17-level digits are not 0..255)
+            return [str(save_image_grid(x, figure_dir / "samples.png", title=f"samples ({info.variant})",
+                                        value_range=(0, levels - 1) if levels else None))]
     return []
 
 

@@ -34,6 +34,8 @@ MODELS = {
     "gan": "genbench.models.gan:GAN",
     "ali": "genbench.models.ali:ALI",
     "bigan": "genbench.models.ali:BiGAN",
+    "gan_inverse_mapping": "genbench.models.gan_inference:GANInverseMapping",
+    "gan_posthoc": "genbench.models.gan_inference:GANPostHoc",
     "nice": "genbench.models.flows:NICE",
     "realnvp": "genbench.models.flows:RealNVP",
 }

@@ -1,0 +1,1 @@
+"""Shared neural-network building blocks (import from the submodules, e.g. ``genbench.nn.flows``)."""
