@@ -1,0 +1,206 @@
+"""NICE and Real NVP (Dinh 2018, ch. 5): exact log-likelihood by the change of variables.
+
+Both models own their data transform, so ``log_prob`` receives data in the data space's own units and returns
+the log density there (DESIGN.md, "Data spaces"):
+
+* discrete data (8-bit images, 17-level digits): the evaluator hands in dequantized pixels x + u on
+  [0, L)^D; the model rescales them to [0, 1)^D (NICE on CIFAR-10: [−1, 1)^D) and Real NVP applies
+  logit(α + (1 − 2α)x), α = 0.05. Every step adds its log-det, so ``log_prob`` is the density of the pixels
+  and bits/dim = −log p / (D ln 2) is the thesis' formula (an upper bound on the discrete NLL). Training
+  dequantizes each batch afresh. ``sample`` floors and clamps the inverse transform to the integers [0, L).
+* continuous data (2D toys): no transform; ``log_prob`` is the density of the points.
+
+Layers score and sample with batch norm on its running averages (:func:`~genbench.nn.flows.evaluating`),
+whatever the module's mode; training uses batch statistics, as the thesis does.
+
+Training (§5.2, §5.4.1): Adam (lr 1e-3, β = (0.9, 0.999), ε = 1e-8) at a constant step size (``lr_schedule:
+cosine`` anneals it to 0 over the run, our option for the 2D toys); the loss is the batch-mean NLL in nats
+per dimension (our choice of normalization; it only sets the weight of the L2 term) plus Real NVP's L2 penalty
+on the weight-norm magnitudes and coupling scales. The epoch means of the training NLL (nats, and bits/dim on
+discrete data) are logged as ``train/nll`` and ``train/bits_per_dim``: the learning curve.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from ..data.base import DataInfo
+from ..data.transforms import bits_per_dim, dequantize
+from ..nn.flows import (ZCA, DiagonalScaling, FlowSequence, Logit, MultiScaleFlow, Rescale, build_prior,
+                        coupling_stack, evaluating, weight_scales)
+
+DATA_RANGES = ("unit", "symmetric")
+ARCHITECTURES = ("auto", "mlp", "multiscale")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+class FlowModel(L.LightningModule):
+    """What NICE and Real NVP share: data transform, prior, scoring, sampling and the training loop.
+
+    Subclasses set ``self.transform`` (data → modelled space), ``self.flow`` (→ latent [B, D]), ``self.prior``
+    and ``self.flat`` (whether the flow takes flattened vectors).
+    """
+
+    supported_spaces = ("discrete", "continuous")
+
+    def __init__(self, info: DataInfo, lr: float, beta1: float, beta2: float, eps: float, l2: float,
+                 lr_schedule: str = "constant"):
+        super().__init__()
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+        self.shape, self.dim = tuple(info.shape), info.dim
+        self.levels = info.space.levels if info.space.kind == "discrete" else None
+        self.lr, self.betas, self.eps, self.l2, self.lr_schedule = lr, (beta1, beta2), eps, l2, lr_schedule
+
+    # -- the model ------------------------------------------------------------------------------------------------
+    def _in(self, x):
+        return x.flatten(1) if self.flat else x
+
+    def forward(self, x):
+        """The whole bijection data → latent, data transform included: (z [B, D], log|det ∂z/∂x| [B]),
+        in the current mode (training: batch statistics)."""
+        y, ld_data = self.transform(self._in(x))
+        z, ld_flow = self.flow(y)
+        return z, ld_flow + ld_data
+
+    def inverse(self, z):
+        """latent → data in its continuous units (pixels before flooring), shaped like the data."""
+        return self.transform.inverse(self.flow.inverse(z)).reshape(z.shape[0], *self.shape)
+
+    def _log_prob(self, x):
+        z, logdet = self(x)
+        return self.prior.log_prob(z) + logdet
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log density in nats, [B] (discrete data: of the dequantized pixels, in pixel units)."""
+        with evaluating(self):
+            return self._log_prob(x)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent z = f(x), [B, D] (x in the data's continuous units: dequantized pixels or points)."""
+        with evaluating(self):
+            return self(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """x = f⁻¹(z) in the data's continuous units (pixels before flooring), shaped like the data."""
+        with evaluating(self):
+            return self.inverse(z)
+
+    def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Continuous values → the data space: floor and clamp to {0, …, L−1} on discrete data (NICE's "clip")."""
+        if self.levels is None:
+            return x
+        return torch.nan_to_num(x, nan=0.0).floor().clamp(0, self.levels - 1)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = self.prior.sample((n, self.dim), device=self.device, generator=generator)
+        return self.to_data_space(self.decode(z))
+
+    # -- training ---------------------------------------------------------------------------------------------------
+    def on_fit_start(self):
+        zca = getattr(self, "zca", None)
+        dm = getattr(self.trainer, "datamodule", None)
+        if zca is not None and not bool(zca.fitted) and dm is not None:
+            scale = self.transform.layers[0]
+            zca.fit(dm.split("train"), lambda x: scale(dequantize(x.flatten(1)).to(self.device))[0])
+
+    def training_step(self, batch, batch_idx):
+        x = dequantize(batch) if self.levels is not None else batch
+        nll = -self._log_prob(x)
+        loss = nll.mean() / self.dim
+        if self.l2:
+            loss = loss + self.l2 * sum(p.pow(2).sum() for p in weight_scales(self))
+        self.log("train/nll", nll.mean(), on_step=False, on_epoch=True, prog_bar=True)
+        if self.levels is not None:
+            self.log("train/bits_per_dim", bits_per_dim(nll.mean(), self.dim), on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas, eps=self.eps)
+        if self.lr_schedule == "constant":
+            return opt
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+
+def _to_unit(levels: int, data_range: str) -> Rescale:
+    """Pixel units [0, L) → [0, 1) (``unit``) or [−1, 1) (``symmetric``, NICE on CIFAR-10)."""
+    if data_range not in DATA_RANGES:
+        raise ValueError(f"unknown data_range {data_range!r}; valid: {', '.join(DATA_RANGES)}")
+    return Rescale(1.0 / levels) if data_range == "unit" else Rescale(2.0 / levels, -1.0)
+
+
+class NICE(FlowModel):
+    """NICE (Dinh et al. 2014; thesis §5.2): additive couplings with ReLU MLPs, then y ⊙ exp(γ), on flat data.
+
+    ``couplings`` additive coupling layers (4 in the thesis) alternate which parity of the components
+    (odd/even flat indices) they transform; each t network has ``layers`` hidden layers of ``hidden`` ReLU units
+    and a linear output (Table 5.1: MNIST 5 × 1000, SVHN/CIFAR-10 4 × 2000, TFD 4 × 5000). ``prior``:
+    ``logistic`` (MNIST, SVHN, CIFAR-10) or ``gaussian`` (TFD). Discrete data are rescaled to [0, 1)
+    (``data_range: unit``) or [−1, 1) (``symmetric``, CIFAR-10) and, with ``zca``, ZCA-whitened (fitted on the
+    dequantized training split at the start of training); ``zca_logdet: false`` leaves the whitening's Jacobian
+    out as Table 5.1 does, which makes the score a density of the whitened data, not of the pixels.
+    """
+
+    def __init__(self, info: DataInfo, couplings: int = 4, hidden: int = 1000, layers: int = 5,
+                 prior: str = "logistic", data_range: str = "unit", zca: bool = False, zca_logdet: bool = True,
+                 zca_bias: float = 0.1, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, lr_schedule: str = "constant"):
+        super().__init__(info, lr, beta1, beta2, eps, l2=0.0, lr_schedule=lr_schedule)
+        self.flat = True
+        steps = []
+        if self.levels is not None:
+            steps.append(_to_unit(self.levels, data_range))
+            if zca:
+                self.zca = ZCA(self.dim, bias=zca_bias, include_logdet=zca_logdet)
+                steps.append(self.zca)
+        elif zca:
+            raise ValueError("zca whitening is for image data (a discrete data space)")
+        self.transform = FlowSequence(*steps)
+        self.flow = FlowSequence(*coupling_stack(self.dim, couplings, hidden, layers, additive=True),
+                                 DiagonalScaling(self.dim))
+        self.prior = build_prior(prior)
+
+
+class RealNVP(FlowModel):
+    """Real NVP (Dinh, Sohl-Dickstein & Bengio 2017; thesis §5.3–5.4): affine couplings, s = λ·tanh(ŝ).
+
+    ``architecture``: ``multiscale`` (images: :class:`~genbench.nn.flows.MultiScaleFlow` with ``scales``,
+    ``blocks`` residual blocks of ``features`` maps, weight-normalized, batch norm after every coupling);
+    ``mlp`` (vectors and flattened images: ``couplings`` affine couplings with MLP s/t networks of ``layers``
+    hidden layers of ``hidden`` units, ``activation``, optional ``separate_st`` networks, optional
+    ``batch_norm``); ``auto`` picks multiscale for images and mlp for vectors. Discrete data are modelled as
+    logit(α + (1 − 2α) x/L); ``prior`` is N(0, I). ``l2`` penalizes the squared weight-norm magnitudes and
+    coupling scales (5e-5 in the thesis).
+    """
+
+    def __init__(self, info: DataInfo, architecture: str = "auto", scales: int = 2, blocks: int = 2,
+                 features: int = 16, couplings: int = 8, hidden: int = 64, layers: int = 2, activation: str = "relu",
+                 separate_st: bool = False, batch_norm: bool = True, weight_norm: bool = True,
+                 prior: str = "gaussian", alpha: float = 0.05, lr: float = 1e-3, beta1: float = 0.9,
+                 beta2: float = 0.999, eps: float = 1e-8, l2: float = 5e-5, lr_schedule: str = "constant"):
+        super().__init__(info, lr, beta1, beta2, eps, l2, lr_schedule)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+        if architecture == "auto":
+            architecture = "multiscale" if len(self.shape) == 3 else "mlp"
+        if architecture == "multiscale" and len(self.shape) != 3:
+            raise ValueError(f"the multiscale architecture needs images [C, H, W]; {info.variant} is {info.space}")
+        self.architecture, self.flat = architecture, architecture == "mlp"
+        self.transform = (FlowSequence(Rescale(1.0 / self.levels), Logit(alpha)) if self.levels is not None
+                          else FlowSequence())
+        if architecture == "multiscale":
+            self.flow = MultiScaleFlow(self.shape, scales, blocks, features, batch_norm, weight_norm)
+        else:
+            self.flow = FlowSequence(*coupling_stack(self.dim, couplings, hidden, layers, additive=False,
+                                                     activation=activation, weight_norm=weight_norm,
+                                                     batch_norm=batch_norm, separate_st=separate_st))
+        self.prior = build_prior(prior)
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
