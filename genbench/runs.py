@@ -157,8 +157,9 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
             record["status"], record["error"] = "diverged", guard.reason or "non-finite parameters after training"
         else:
             settings = config.get("evaluation") or {}
-            results, figures = evaluate(model, dm, settings, paths.results_dir("figures", table or "train", run_id),
-                                        split=settings.get("split", "test"))
+            figure_dir = paths.results_dir("figures", table or "train", run_id)
+            results, figures = evaluate(model, dm, settings, figure_dir, split=settings.get("split", "test"))
+            figures += learning_curve(loggers, figure_dir) if not record.get("reused_training") else []
             record["results"], record["figures"] = [r.to_dict() for r in results], figures
             record["status"] = "finished"
             for lg in loggers:
@@ -213,6 +214,17 @@ def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) ->
 
 class CheckpointError(ValueError):
     """A file that is not a checkpoint written by a genbench run."""
+
+
+def learning_curve(loggers, figure_dir: Path) -> list[str]:
+    """The learning-curve figure of the run's CSV log (epoch-level nll or bits/dim), if it logged any."""
+    from .evaluation.samples import save_learning_curve
+
+    csv = Path(loggers[0].log_dir) / "metrics.csv" if loggers else None
+    if csv is None or not csv.is_file():
+        return []
+    path = save_learning_curve(csv, figure_dir / "learning_curve.png")
+    return [str(path)] if path else []
 
 
 def load_checkpoint(path: str | Path):

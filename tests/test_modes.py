@@ -151,3 +151,13 @@ def test_non_finite_samples_cover_no_mode():
     x = torch.cat([m.means[:1].float(), torch.full((5, 2), float("nan"))])
     assert ali_protocol(x, m)[0].value == 1 and ali_protocol(x, m)[0].settings["non_finite_samples"] == 5
     assert veegan_protocol(x, m)[0].value == 1
+
+
+def test_learning_curve_plots_epoch_level_likelihoods_only(tmp_path):
+    from genbench.evaluation.samples import save_learning_curve
+
+    log = tmp_path / "metrics.csv"
+    log.write_text("epoch,step,train/nll,val/nll,train/loss_d\n0,9,5.0,,\n0,9,,4.8,\n1,19,4.0,3.9,\n")
+    assert save_learning_curve(log, tmp_path / "curve.png").is_file()
+    log.write_text("epoch,step,train/loss_d\n0,9,0.7\n")  # an adversarial run: no likelihood to plot
+    assert save_learning_curve(log, tmp_path / "none.png") is None

@@ -182,3 +182,29 @@ def save_density_2d(samples, path, mixture=None, title: str | None = None, bins:
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+LEARNING_CURVE_METRICS = ("nll", "bits_per_dim")
+
+
+def save_learning_curve(metrics_csv, path) -> Path | None:
+    """The run's epoch-level likelihood metrics (train/ and val/ nll or bits/dim) against the epoch, from its CSV log."""
+    import pandas as pd
+
+    log = pd.read_csv(metrics_csv)
+    if "epoch" not in log:
+        return None
+    by_epoch = log.groupby("epoch").last()
+    panels = [m for m in LEARNING_CURVE_METRICS if any(f"{s}/{m}" in by_epoch for s in ("train", "val"))]
+    if not panels:
+        return None
+    fig = _figure(figsize=(4.5 * len(panels), 3.4))
+    for i, metric in enumerate(panels, 1):
+        ax = fig.add_subplot(1, len(panels), i)
+        for split in ("train", "val"):
+            column = by_epoch.get(f"{split}/{metric}")
+            if column is not None and column.notna().any():
+                ax.plot(column.dropna().index + 1, column.dropna(), marker="o", label=split)
+        ax.set(xlabel="epoch", ylabel=metric.replace("_", " "), title=f"learning curve: {metric}")
+        ax.legend(fontsize=7)
+    return _save(fig, path)
