@@ -10,7 +10,7 @@ A table config (``configs/table/NAME.yaml``) lists
   (:data:`DERIVED`), each {``label``, ``kind``, ``metric``, ``rows``: role → row label, ``dataset``, ``published``};
 * ``metrics``: the metrics shown, in order (the first is the headline of the figure and ranking);
 * ``references``: published ids shown as rows of their own (no run of ours);
-* ``scales``: ``smoke`` / ``paper`` → {``seeds``, ``overrides``}; ``title``, ``description``, ``notes``;
+* ``scales``: ``smoke`` / ``cpu`` (optional) / ``paper`` → {``seeds``, ``overrides``}; ``title``, ``description``, ``notes``;
 * ``random_overrides`` (in a scale or a row): key → {``uniform`` | ``log_uniform``: [low, high]}, hyperparameters
   drawn per seed (random search, as in Dumoulin's ALI-vs-GAN comparison); the draws depend only on the seed, so
   rows compared seed by seed share them, and they become ordinary overrides (in the run's config and hash);
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,11 @@ def table_figures(spec, scale, planned, records, name: str) -> list[Path]:
             runs.append(TrainedRun(p.row, p.dataset, p.seed, r.get("status", "missing"), model, dm))
         path = paths.results_dir("figures", name, f"{scale}_{fig['file']}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        out = import_object(fig["function"])(runs, path)
+        try:
+            out = import_object(fig["function"])(runs, path)
+        except Exception as e:  # a broken figure must not cost the table: its runs are recorded, rerun --render-only
+            print(f"table {name}: figure {fig['file']} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
         if out:
             written.append(Path(out))
     return written
@@ -480,7 +485,8 @@ def curves_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
         part = frame[(frame["metric"] == panel["metric"]) & (frame["dataset"] == panel["dataset"])].drop_duplicates("row")
         by_row = part.set_index("row")
         for name, points in panel["series"].items():
-            pts = sorted((x, by_row.loc[r]) for x, r in points if r in by_row.index and pd.notna(by_row.loc[r, "obtained"]))
+            pts = sorted(((x, by_row.loc[r]) for x, r in points if r in by_row.index and pd.notna(by_row.loc[r, "obtained"])),
+                         key=lambda point: point[0])
             if pts:
                 spread = [p["obtained_std"] if pd.notna(p["obtained_std"]) else p["obtained_se"] for _, p in pts]
                 ax.errorbar([x for x, _ in pts], [p["obtained"] for _, p in pts], yerr=pd.Series(spread).fillna(0),
