@@ -32,15 +32,16 @@ ENCODERS = ("implicit", "gaussian", "deterministic")
 # (transposed?, kernel, stride, padding, maps, batch norm, dropout on the input, activation); maps "z" = the latent
 # code's width (×2 for a Gaussian encoder's μ and log σ), "x" = the image channels.
 _T = True
+_ENCODER = [(0, 5, 1, 0, 32, 1, 0, "lrelu"), (0, 4, 2, 0, 64, 1, 0, "lrelu"), (0, 4, 1, 0, 128, 1, 0, "lrelu"),
+            (0, 4, 2, 0, 256, 1, 0, "lrelu"), (0, 4, 1, 0, 512, 1, 0, "lrelu"), (0, 1, 1, 0, 512, 1, 0, "lrelu"),
+            (0, 1, 1, 0, "z", 0, 0, "linear")]  # G_z and G_x are the same in Tables 5.3 and 5.4
+_DECODER = [(_T, 4, 1, 0, 256, 1, 0, "lrelu"), (_T, 4, 2, 0, 128, 1, 0, "lrelu"), (_T, 4, 1, 0, 64, 1, 0, "lrelu"),
+            (_T, 4, 2, 0, 32, 1, 0, "lrelu"), (_T, 5, 1, 0, 32, 1, 0, "lrelu"), (0, 1, 1, 0, 32, 1, 0, "lrelu"),
+            (0, 1, 1, 0, "x", 0, 0, "sigmoid")]
 ALI_TABLES = {
     "ali_svhn": {  # Table 5.4: leaky ReLU slope 0.01, |z| = 256
         "latent_dim": 256, "slope": 0.01, "pieces": 2,
-        "encoder": [(0, 5, 1, 0, 32, 1, 0, "lrelu"), (0, 4, 2, 0, 64, 1, 0, "lrelu"), (0, 4, 1, 0, 128, 1, 0, "lrelu"),
-                    (0, 4, 2, 0, 256, 1, 0, "lrelu"), (0, 4, 1, 0, 512, 1, 0, "lrelu"), (0, 1, 1, 0, 512, 1, 0, "lrelu"),
-                    (0, 1, 1, 0, "z", 0, 0, "linear")],
-        "decoder": [(_T, 4, 1, 0, 256, 1, 0, "lrelu"), (_T, 4, 2, 0, 128, 1, 0, "lrelu"), (_T, 4, 1, 0, 64, 1, 0, "lrelu"),
-                    (_T, 4, 2, 0, 32, 1, 0, "lrelu"), (_T, 5, 1, 0, 32, 1, 0, "lrelu"), (0, 1, 1, 0, 32, 1, 0, "lrelu"),
-                    (0, 1, 1, 0, "x", 0, 0, "sigmoid")],
+        "encoder": _ENCODER, "decoder": _DECODER,
         "disc_x": [(0, 5, 1, 0, 32, 0, 0.2, "lrelu"), (0, 4, 2, 0, 64, 1, 0.2, "lrelu"), (0, 4, 1, 0, 128, 1, 0.2, "lrelu"),
                    (0, 4, 2, 0, 256, 1, 0.2, "lrelu"), (0, 4, 1, 0, 512, 1, 0.2, "lrelu")],
         "disc_z": [(0, 1, 1, 0, 512, 0, 0.2, "lrelu"), (0, 1, 1, 0, 512, 0, 0.2, "lrelu")],
@@ -49,12 +50,7 @@ ALI_TABLES = {
     },
     "ali_cifar10": {  # Table 5.3: leaky ReLU slope 0.1, maxout with 2 pieces in D, |z| = 64
         "latent_dim": 64, "slope": 0.1, "pieces": 2,
-        "encoder": [(0, 5, 1, 0, 32, 1, 0, "lrelu"), (0, 4, 2, 0, 64, 1, 0, "lrelu"), (0, 4, 1, 0, 128, 1, 0, "lrelu"),
-                    (0, 4, 2, 0, 256, 1, 0, "lrelu"), (0, 4, 1, 0, 512, 1, 0, "lrelu"), (0, 1, 1, 0, 512, 1, 0, "lrelu"),
-                    (0, 1, 1, 0, "z", 0, 0, "linear")],
-        "decoder": [(_T, 4, 1, 0, 256, 1, 0, "lrelu"), (_T, 4, 2, 0, 128, 1, 0, "lrelu"), (_T, 4, 1, 0, 64, 1, 0, "lrelu"),
-                    (_T, 4, 2, 0, 32, 1, 0, "lrelu"), (_T, 5, 1, 0, 32, 1, 0, "lrelu"), (0, 1, 1, 0, 32, 1, 0, "lrelu"),
-                    (0, 1, 1, 0, "x", 0, 0, "sigmoid")],
+        "encoder": _ENCODER, "decoder": _DECODER,
         "disc_x": [(0, 5, 1, 0, 32, 0, 0.2, "maxout"), (0, 4, 2, 0, 64, 0, 0.5, "maxout"),
                    (0, 4, 1, 0, 128, 0, 0.5, "maxout"), (0, 4, 2, 0, 256, 0, 0.5, "maxout"),
                    (0, 4, 1, 0, 512, 0, 0.5, "maxout")],
