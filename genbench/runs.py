@@ -49,6 +49,24 @@ def config_hash(config: dict[str, Any]) -> str:
     return _hash({k: v for k, v in config.items() if k not in VOLATILE_KEYS})
 
 
+def _without_added_nulls(new: Any, old: Any) -> Any:
+    """``new`` without the keys ``old`` lacks whose value is null (recursively)."""
+    if not isinstance(new, dict) or not isinstance(old, dict):
+        return new
+    return {k: _without_added_nulls(v, old[k]) if k in old else v
+            for k, v in new.items() if k in old or v is not None}
+
+
+def is_current(record: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether a run record was made under ``config``.
+
+    An option added to the configs later with a null default (off) leaves
+    earlier runs current, so adding an option does not rerun every table.
+    """
+    old = record.get("config") or {}
+    return record.get("config_hash") in (config_hash(config), config_hash(_without_added_nulls(config, old)))
+
+
 def training_hash(config: dict[str, Any]) -> str:
     """Names ``models/trained/<hash>/final.ckpt``: train once, evaluate under many settings (e.g. noise levels)."""
     return _hash({k: config.get(k) for k in TRAINING_KEYS})

@@ -42,7 +42,7 @@ import yaml
 from . import paths
 from .published import Published, load_published
 from .registry import import_object
-from .runs import config_hash, load_checkpoint, read_record, train_and_evaluate
+from .runs import is_current, load_checkpoint, read_record, train_and_evaluate
 
 SCALES = ("smoke", "cpu", "paper")  # cpu: the paper protocol cut down to about an hour on 2 cores (optional)
 LOWER_IS_BETTER = {"nll": True, "bits_per_dim": True, "reverse_kl": True, "modes_ali": False,
@@ -152,7 +152,7 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
         config = compose(p.overrides)
         path = paths.results_dir("runs", name, scale, f"{p.run_id}.json")
         old = read_record(path)
-        if old and old.get("status") in ("finished", "diverged") and old.get("config_hash") == config_hash(config):
+        if old and old.get("status") in ("finished", "diverged") and is_current(old, config):
             log(f"[{i}/{len(planned)}] {p.run_id}: done before ({old['status']})")
             records.append(old)
             continue

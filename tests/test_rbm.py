@@ -137,6 +137,15 @@ def test_training_improves_exact_test_log_likelihood(digits, persistent):
     assert model.optimizers().param_groups[0]["lr"] < 0.3 / 200  # linear decay reached ~0 at the last update
 
 
+def test_momentum_switches_to_its_final_value_after_five_epochs(digits):
+    model = RBM(digits.info, hidden=8, momentum=0.5, final_momentum=0.9)
+    fit(model, digits, epochs=5)
+    assert model.optimizers().param_groups[0]["momentum"] == 0.5  # epochs 0-4
+    fit(model, digits, epochs=6)
+    assert model.optimizers().param_groups[0]["momentum"] == 0.9
+    assert [model.current_momentum(e) for e in (0, 4, 5, 49)] == [0.5, 0.5, 0.9, 0.9]
+
+
 def test_sample_shapes_spaces_and_state_round_trip(digits, tmp_path):
     torch.manual_seed(0)
     model = RBM(digits.info, hidden=16, persistent=True, n_chains=7, sample_steps=20)

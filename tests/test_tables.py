@@ -11,6 +11,7 @@ import pytest
 
 import genbench.tables as tables
 from genbench.paths import results_dir
+from genbench.runs import config_hash, is_current
 
 HQ_ANALYTIC = 100 * (1 - math.exp(-4.5))  # % of a 2D isotropic Gaussian within 3 standard deviations: 98.889
 
@@ -104,6 +105,16 @@ def test_an_interrupted_table_resumes_without_rerunning_finished_runs(tiny_table
     spec.write_text(TINY.replace("model.components=3", "model.components=4"))
     tables.run_table(tiny_table, "smoke", log=lambda *_: None)
     assert sorted(rerun) == ["mob-k-3--digits--s0", "mob-k-3--digits--s1"]
+
+
+def test_an_option_added_later_with_a_null_default_keeps_earlier_runs_current():
+    old = {"model": {"name": "rbm", "k": 25, "constraints": None}, "seed": 0}
+    record = {"config": old, "config_hash": config_hash(old)}
+    added = {"model": {**old["model"], "final_momentum": None}, "seed": 0}
+    assert is_current(record, old) and is_current(record, added)
+    assert not is_current(record, {"model": {**old["model"], "final_momentum": 0.9}, "seed": 0})
+    assert not is_current(record, {"model": {**old["model"], "constraints": {"clip": 1.0}}, "seed": 0})
+    assert not is_current(record, {"model": {**old["model"], "k": 1}, "seed": 0})
 
 
 DIVERGING = '''

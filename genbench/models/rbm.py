@@ -71,12 +71,17 @@ def _conditional(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, sig
     return pre.sigmoid_()
 
 
+MOMENTUM_SWITCH_EPOCH = 5
+"""First (0-based) epoch trained with ``final_momentum``: Hinton's ``rbm.m`` switches after 5 epochs."""
+
+
 class RBM(L.LightningModule):
     """A binary RBM with H hidden units over the flattened data (see the module docstring).
 
     Arguments: ``hidden`` H; ``k`` Gibbs steps per update; ``persistent``
     (PCD-k with ``n_chains`` fantasy particles, else CD-k from the batch);
-    ``mean_field_positive``; SGD ``lr``, ``momentum``, ``weight_decay`` (on W);
+    ``mean_field_positive``; SGD ``lr``, ``momentum`` (``final_momentum`` from
+    epoch 5 on, as Hinton's ``rbm.m``, when set), ``weight_decay`` (on W);
     ``lr_schedule`` ``constant`` or ``linear_decay`` (lr·(1 − step/total) to 0
     at the end of training, per update); ``init_std`` of W ~ N(0, std²);
     ``init_visible_bias`` ``train_mean`` (b = logit of the training base rates,
@@ -91,8 +96,8 @@ class RBM(L.LightningModule):
 
     def __init__(self, info: DataInfo, hidden: int = 500, k: int = 1, persistent: bool = False, n_chains: int = 100,
                  mean_field_positive: bool = True, lr: float = 0.01, lr_schedule: str = "constant",
-                 momentum: float = 0.0, weight_decay: float = 0.0, init_std: float = 0.01,
-                 init_visible_bias: str = "train_mean", constraints: dict | None = None, sample_steps: int = 1000):
+                 momentum: float = 0.0, final_momentum: float | None = None,
+                 weight_decay: float = 0.0, init_std: float = 0.01, init_visible_bias: str = "train_mean", constraints: dict | None = None, sample_steps: int = 1000):
         super().__init__()
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
@@ -104,6 +109,7 @@ class RBM(L.LightningModule):
         self.shape, self.k, self.persistent, self.n_chains = tuple(info.shape), k, persistent, n_chains
         self.mean_field_positive, self.sample_steps = mean_field_positive, sample_steps
         self.lr, self.lr_schedule, self.momentum, self.weight_decay = lr, lr_schedule, momentum, weight_decay
+        self.final_momentum = final_momentum
         visible = info.dim
 
         mean = info.train_mean.flatten().float() if info.train_mean is not None else torch.full((visible,), 0.5)
@@ -294,6 +300,11 @@ class RBM(L.LightningModule):
             return self.lr
         return self.lr * max(0.0, 1.0 - step / self._total_steps)
 
+    def current_momentum(self, epoch: int) -> float:
+        if self.final_momentum is None or epoch < MOMENTUM_SWITCH_EPOCH:
+            return self.momentum
+        return self.final_momentum
+
     def on_train_start(self):
         if self.lr_schedule == "linear_decay":
             total = self.trainer.estimated_stepping_batches
@@ -303,10 +314,9 @@ class RBM(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         opt = self.optimizers()
-        if self.lr_schedule != "constant":
-            lr = self.current_lr(self.trainer.global_step)
-            for group in opt.param_groups:
-                group["lr"] = lr
+        lr, momentum = self.current_lr(self.trainer.global_step), self.current_momentum(self.current_epoch)
+        for group in opt.param_groups:
+            group["lr"], group["momentum"] = lr, momentum
         vn = self.compute_gradients(batch)
         opt.step()
         self.apply_constraints()
