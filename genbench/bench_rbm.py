@@ -95,11 +95,14 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
     ``RBM(persistent=True, k=1, n_chains=batch_size)`` through
     ``lightning.Trainer.fit`` for one epoch (the code path of a real run; the
     epoch is timed between the epoch hooks, so Trainer start-up is excluded but
-    data loading, hooks and logging are in), and (c) the same updates through
-    ``RBM.fit_batch`` in a bare loop (Lightning's overhead is (b) − (c)).
+    data loading, hooks and logging are in), (b') the same with
+    ``matmul_dtype=bfloat16`` (mixed precision: bf16 products, float32
+    parameters), and (c) the float32 updates through ``RBM.fit_batch`` in a
+    bare loop (Lightning's overhead is (b) − (c)).
     ``floor_s`` is the five [B×V]·[V×H]-sized matmuls per update alone. Times
     are the minimum over rounds (other processes only ever add time).
-    ``ratio`` = genbench epoch / sklearn float32 epoch (< 1: genbench is faster).
+    ``ratio`` = genbench epoch / sklearn float32 epoch (< 1: genbench is faster);
+    ``ratio_bfloat16`` the same for (b').
 
     ``threads`` limits both torch and numpy's BLAS (default: as configured).
     The load average before and after is recorded: on a busy 2-core machine
@@ -135,18 +138,19 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
         def on_train_epoch_end(self, trainer, pl_module):
             self.seconds = time.perf_counter() - self.t0
 
-    def make_model():
+    def make_model(matmul_dtype=None):
         torch.manual_seed(seed)
-        return RBM(info, hidden=hidden, k=1, persistent=True, n_chains=batch_size, lr=lr, sample_steps=1)
+        return RBM(info, hidden=hidden, k=1, persistent=True, n_chains=batch_size, lr=lr, sample_steps=1,
+                   matmul_dtype=matmul_dtype)
 
-    def run_lightning():
+    def run_lightning(matmul_dtype=None):
         ds = _IndexedSplit(x, None)
         loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
         timer = EpochTimer()
         trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu",
                             devices=1, log_every_n_steps=50)
-        trainer.fit(make_model(), train_dataloaders=loader)
+        trainer.fit(make_model(matmul_dtype), train_dataloaders=loader)
         return timer.seconds
 
     def run_core():
@@ -184,6 +188,7 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
            "machine": platform.processor() or platform.machine(), "load_average_before": load_before[0],
            "load_average_after": os.getloadavg()[0], **best, "all_times_s": times,
            "ratio": best["genbench_lightning_s"] / best["sklearn_float32_s"],
+           "ratio_bfloat16": best["genbench_lightning_bf16_s"] / best["sklearn_float32_s"],
            "ratio_core": best["genbench_core_s"] / best["sklearn_float32_s"],
            "lightning_overhead_s": best["genbench_lightning_s"] - best["genbench_core_s"]}
     if sklearn_float64:
@@ -194,7 +199,8 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
 def _time_rounds(run_sklearn, run_lightning, run_core, run_floor, repeats, sklearn_float64) -> dict[str, list[float]]:
     for fn in (run_core, run_floor):  # warm-up: first-touch allocations, BLAS thread start-up
         fn()
-    times: dict[str, list[float]] = {"sklearn_float32_s": [], "genbench_lightning_s": [], "genbench_core_s": [], "floor_s": []}
+    times: dict[str, list[float]] = {"sklearn_float32_s": [], "genbench_lightning_s": [], "genbench_lightning_bf16_s": [],
+                                     "genbench_core_s": [], "floor_s": []}
     if sklearn_float64:
         times["sklearn_float64_s"] = []
     for _ in range(repeats):
@@ -202,6 +208,7 @@ def _time_rounds(run_sklearn, run_lightning, run_core, run_floor, repeats, sklea
         if sklearn_float64:
             times["sklearn_float64_s"].append(run_sklearn("float64"))
         times["genbench_lightning_s"].append(run_lightning())
+        times["genbench_lightning_bf16_s"].append(run_lightning("bfloat16"))
         times["genbench_core_s"].append(run_core())
         times["floor_s"].append(run_floor())
     return times

@@ -466,6 +466,27 @@ def summary_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
     return path
 
 
+def curve_points(panel: dict, frame: pd.DataFrame) -> dict[str, list[tuple[float, float, float]]]:
+    """A ``curves`` panel's series as (x, mean, seed std else s.e.) sorted by x; rows without a number are left out."""
+    part = frame[(frame["metric"] == panel["metric"]) & (frame["dataset"] == panel["dataset"])].drop_duplicates("row")
+    by_row = part.set_index("row")
+    series = {}
+    for name, points in panel["series"].items():
+        pts = sorted((x, float(by_row.loc[r, "obtained"]), _spread(by_row.loc[r]))
+                     for x, r in points if r in by_row.index and pd.notna(by_row.loc[r, "obtained"]))
+        if pts:
+            series[name] = pts
+    return series
+
+
+def _spread(line: pd.Series) -> float:
+    """The seed standard deviation, else the standard error, else 0."""
+    for key in ("obtained_std", "obtained_se"):
+        if pd.notna(line[key]):
+            return float(line[key])
+    return 0.0
+
+
 def curves_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
     """The table's ``curves``: one panel per swept setting, mean ± seed std (else s.e.) of the metric."""
     import matplotlib
@@ -482,16 +503,11 @@ def curves_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
     for ax in axes.flat[len(panels):]:
         ax.set_axis_off()
     for ax, panel in zip(axes.flat, panels):
-        part = frame[(frame["metric"] == panel["metric"]) & (frame["dataset"] == panel["dataset"])].drop_duplicates("row")
-        by_row = part.set_index("row")
-        for name, points in panel["series"].items():
-            pts = sorted(((x, by_row.loc[r]) for x, r in points if r in by_row.index and pd.notna(by_row.loc[r, "obtained"])),
-                         key=lambda point: point[0])
-            if pts:
-                spread = [p["obtained_std"] if pd.notna(p["obtained_std"]) else p["obtained_se"] for _, p in pts]
-                ax.errorbar([x for x, _ in pts], [p["obtained"] for _, p in pts], yerr=pd.Series(spread).fillna(0),
-                            marker="o", capsize=3, label=name)
-        unit = part["unit"].dropna().iloc[0] if part["unit"].notna().any() else ""
+        for name, pts in curve_points(panel, frame).items():
+            xs, ys, spread = zip(*pts)
+            ax.errorbar(xs, ys, yerr=spread, marker="o", capsize=3, label=name)
+        units = frame.loc[(frame["metric"] == panel["metric"]) & frame["unit"].notna(), "unit"]
+        unit = units.iloc[0] if len(units) else ""
         ax.set(title=panel["title"], xlabel=panel["xlabel"], ylabel=f"{panel['metric']} ({unit})")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7)

@@ -16,7 +16,7 @@ from genbench.data import build_datamodule
 from genbench.data.base import DataInfo, DataSpace
 from genbench.models import build_model
 from genbench.models.constraints import Constraints, chimera_mask, noisy_parameters, random_mask
-from genbench.models.rbm import RBM
+from genbench.models.rbm import RBM, _conditional
 from genbench.paths import configs_dir
 
 
@@ -135,6 +135,20 @@ def test_training_improves_exact_test_log_likelihood(digits, persistent):
     after = mean_log_likelihood(model, test)
     assert after > before + 1.5, (before, after)
     assert model.optimizers().param_groups[0]["lr"] < 0.3 / 200  # linear decay reached ~0 at the last update
+
+
+def test_bfloat16_products_train_as_well_as_float32(digits):
+    test, lls = digits.split("test").float(), []
+    for dtype in (None, "bfloat16"):
+        L.seed_everything(0, verbose=False)
+        model = RBM(digits.info, hidden=10, persistent=True, lr=0.3, lr_schedule="linear_decay", init_std=0.1,
+                    matmul_dtype=dtype)
+        fit(model, digits, epochs=20)
+        lls.append(mean_log_likelihood(model, test))
+    assert abs(lls[0] - lls[1]) < 0.1, lls  # measured: 0.002–0.007 nats apart over three seeds, at about −25 nats
+    v, W, c = test[:50].flatten(1), model.W.detach(), model.c.detach()
+    exact, mixed = _conditional(v, W.T, c), _conditional(v, W.bfloat16().T, c)
+    assert mixed.dtype == torch.float32 and 0 < (mixed - exact).abs().max() < 0.01  # bf16 products, not float32
 
 
 def test_momentum_switches_to_its_final_value_after_five_epochs(digits):

@@ -303,7 +303,14 @@ def test_curves_plot_the_swept_rows_and_skip_rows_not_run(tiny_table, configs_co
   metric: nll
   dataset: digits
   series:
-    mixtures: [[1, independent Bernoulli], [3, "MoB (K=3)"], [10, not a row of this table]]
+    mixtures: [[3, "MoB (K=3)"], [10, not a row of this table], [1, independent Bernoulli]]
 """)
     written = tables.run_table(tiny_table, "smoke", log=lambda *_: None)
     assert written["figure:curves"].is_file() and "smoke_curves.png" in written["md"].read_text()
+    frame = pd.read_csv(written["csv"])
+    panel = tables.load_table(tiny_table)["curves"][0]
+    nll = {row: lines(frame[frame["row"] == row], "digits", "nll") for row in ("independent Bernoulli", "MoB (K=3)")}
+    points = tables.curve_points(panel, frame)
+    assert list(points) == ["mixtures"] and [x for x, _, _ in points["mixtures"]] == [1, 3]  # sorted by x, row 10 absent
+    for (_, y, spread), row in zip(points["mixtures"], ("independent Bernoulli", "MoB (K=3)")):
+        assert (y, spread) == pytest.approx((nll[row]["obtained"], nll[row]["obtained_std"]))

@@ -49,10 +49,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import DataInfo
+from ..nn.uniforms import Uniforms
 from .constraints import Constraints, WeightNoise, clip_
 
 LR_SCHEDULES = ("constant", "linear_decay")
 VISIBLE_BIAS_INITS = ("train_mean", "zero")
+MATMUL_DTYPES = {None: None, "float32": None, "bfloat16": torch.bfloat16}
 BASE_RATE_EPS = 1e-3  # base rates clamped to [ε, 1−ε]: a pixel never on still gets a finite bias
 
 
@@ -64,8 +66,14 @@ def _bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> tor
 
 def _conditional(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, sigma_b: float = 0.0,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """σ(x·weights + bias [+ σ_b ε]): p(h|v) with (Wᵀ, c) or p(v|h) with (W, b); ε fresh per row (chain)."""
-    pre = torch.addmm(bias, x, weights)
+    """σ(x·weights + bias [+ σ_b ε]): p(h|v) with (Wᵀ, c) or p(v|h) with (W, b); ε fresh per row (chain).
+
+    The product runs in the weights' dtype (bfloat16 weights: mixed precision), the rest in x's.
+    """
+    if weights.dtype == x.dtype:
+        pre = torch.addmm(bias, x, weights)
+    else:
+        pre = torch.mm(x.to(weights.dtype), weights).to(x.dtype).add_(bias)
     if sigma_b:
         pre.add_(torch.randn(pre.shape, generator=generator, device=pre.device, dtype=pre.dtype), alpha=sigma_b)
     return pre.sigmoid_()
@@ -97,10 +105,13 @@ class RBM(L.LightningModule):
     def __init__(self, info: DataInfo, hidden: int = 500, k: int = 1, persistent: bool = False, n_chains: int = 100,
                  mean_field_positive: bool = True, lr: float = 0.01, lr_schedule: str = "constant",
                  momentum: float = 0.0, final_momentum: float | None = None,
-                 weight_decay: float = 0.0, init_std: float = 0.01, init_visible_bias: str = "train_mean", constraints: dict | None = None, sample_steps: int = 1000):
+                 weight_decay: float = 0.0, init_std: float = 0.01, init_visible_bias: str = "train_mean",
+                 constraints: dict | None = None, sample_steps: int = 1000, matmul_dtype: str | None = None):
         super().__init__()
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"unknown matmul_dtype {matmul_dtype!r}; valid: null (the parameters' float32), bfloat16")
         if init_visible_bias not in VISIBLE_BIAS_INITS:
             raise ValueError(f"unknown init_visible_bias {init_visible_bias!r}; valid: {', '.join(VISIBLE_BIAS_INITS)}")
         if hidden < 1 or k < 1 or n_chains < 1 or sample_steps < 1:
@@ -109,7 +120,8 @@ class RBM(L.LightningModule):
         self.shape, self.k, self.persistent, self.n_chains = tuple(info.shape), k, persistent, n_chains
         self.mean_field_positive, self.sample_steps = mean_field_positive, sample_steps
         self.lr, self.lr_schedule, self.momentum, self.weight_decay = lr, lr_schedule, momentum, weight_decay
-        self.final_momentum = final_momentum
+        self.final_momentum, self.matmul_dtype = final_momentum, MATMUL_DTYPES[matmul_dtype]
+        self._uniforms: Uniforms | None = None  # training's Bernoulli draws, seeded from torch's RNG at first use
         visible = info.dim
 
         mean = info.train_mean.flatten().float() if info.train_mean is not None else torch.full((visible,), 0.5)
@@ -248,35 +260,51 @@ class RBM(L.LightningModule):
         Returns the negative-phase visibles (for diagnostics).
         """
         v = self._flat(batch)
-        W, c = self.W.detach(), self.c.detach()
+        if self._uniforms is None:
+            self._uniforms = Uniforms(None, v.dtype, v.device)
+        bernoulli = self._uniforms.bernoulli
+        W, c = self._for_products(self.W.detach()), self.c.detach()
         hp = _conditional(v, W.T, c)  # positive phase, with the clean (digital) parameters
-        h_pos = hp if self.mean_field_positive else _bernoulli(hp)
+        h_pos = hp if self.mean_field_positive else bernoulli(hp)
         if self.persistent:
             h = self.chain_h
         else:
-            h = _bernoulli(hp) if self.mean_field_positive else h_pos
+            h = bernoulli(hp) if self.mean_field_positive else h_pos
 
-        Ws, bs, cs, sigma_b = self._sampler(self.noise_in_training)
+        if self.noise_in_training:
+            Ws, bs, cs, sigma_b = self._sampler(True)
+            Ws = self._for_products(Ws)
+        else:
+            Ws, bs, cs, sigma_b = W, self.b.detach(), c, 0.0
         Wst = Ws.T
         for step in range(self.k):
-            vn = _bernoulli(_conditional(h, Ws, bs, sigma_b))
+            vn = bernoulli(_conditional(h, Ws, bs, sigma_b))
             hn = _conditional(vn, Wst, cs, sigma_b)
             if self.persistent or step < self.k - 1:
-                h = _bernoulli(hn)
+                h = bernoulli(hn)
         if self.persistent:
             self.chain_h.copy_(h)
             self.chain_v.copy_(vn)
 
         n_pos, n_neg = v.shape[0], vn.shape[0]
+        # both phases in one product: E_model[h vᵀ] − E_data[h vᵀ] = [hn/n_neg; −h_pos/n_pos]ᵀ·[vn; v]
+        stats_h = torch.cat([hn.div(n_neg), h_pos.div(-n_pos)]).to(W.dtype)
+        stats_v = torch.cat([vn, v]).to(W.dtype)
         if self.W.grad is None:
             self.W.grad = torch.empty_like(self.W)
-        gW = torch.mm(hn.T, vn, out=self.W.grad)
-        gW.addmm_(h_pos.T, v, beta=1.0 / n_neg, alpha=-1.0 / n_pos)  # E_model[h vᵀ] − E_data[h vᵀ]
+        if W.dtype == self.W.dtype:
+            torch.mm(stats_h.T, stats_v, out=self.W.grad)
+        else:
+            self.W.grad.copy_(torch.mm(stats_h.T, stats_v))
         if self.mask is not None:
-            gW.mul_(self.mask)
+            self.W.grad.mul_(self.mask)
         self.b.grad = vn.mean(0).sub_(v.mean(0))
         self.c.grad = hn.mean(0).sub_(h_pos.mean(0))
         return vn
+
+    def _for_products(self, W: torch.Tensor) -> torch.Tensor:
+        """W in the dtype training's matrix products run in (``matmul_dtype``)."""
+        return W if self.matmul_dtype is None else W.to(self.matmul_dtype)
 
     @torch.no_grad()
     def apply_constraints(self, count: bool = True) -> None:
