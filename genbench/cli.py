@@ -2,7 +2,7 @@
 
     genbench train [experiment=NAME] [KEY=VALUE ...] [-m]   one run (Hydra; -m: local multirun sweep)
     genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
-    genbench table NAME [--scale smoke|cpu|paper] [--render-only] [--rows TEXT]   run a table's missing runs, write it
+    genbench table NAME [--scale smoke|cpu|paper] [--render-only] [--rows TEXT] [--seeds 0,1]   run a table's missing runs, write it
     genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [KEY=VALUE ...]
     genbench list [models|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
@@ -172,8 +172,16 @@ def cmd_table(args: list[str]) -> int:
     p.add_argument("--scale", default="smoke", help="smoke (CPU, minutes), cpu (the paper protocol cut to ~1 h on a CPU, where a table has it) or paper")
     p.add_argument("--render-only", action="store_true", help="run nothing; write the table from the runs done so far")
     p.add_argument("--rows", default=None, help="run only the rows whose label contains this text")
+    p.add_argument("--seeds", default=None, type=_seed_list, help="run only these seeds, e.g. 0 or 0,1")
     a = p.parse_args(args)
-    return _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows)
+    return _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows, seeds=a.seeds)
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds, e.g. 0 or 0,1") from None
 
 
 def _run_table(name, scale, extra_rows=None, output_name=None, **kw) -> int:

@@ -137,11 +137,13 @@ def compose(overrides: list[str]) -> dict[str, Any]:
 
 
 def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = None, output_name: str | None = None,
-              log=print, render_only: bool = False, rows: str | None = None) -> dict[str, Path]:
+              log=print, render_only: bool = False, rows: str | None = None,
+              seeds: list[int] | None = None) -> dict[str, Path]:
     """Run the table's missing runs, then write its md/csv/tex and figure; returns the written paths.
 
     ``render_only``: run nothing, write the table from the records there are (missing runs show as such);
-    ``rows``: run only the rows whose label contains this text (the others as with ``render_only``).
+    ``rows``: run only the rows whose label contains this text, ``seeds`` only these seeds (the others as
+    with ``render_only``): a long scale can be run piece by piece, or split over machines.
     """
     spec = load_table(name)
     if extra_rows:
@@ -156,7 +158,7 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
             log(f"[{i}/{len(planned)}] {p.run_id}: done before ({old['status']})")
             records.append(old)
             continue
-        if render_only or (rows is not None and rows not in p.row):
+        if render_only or (rows is not None and rows not in p.row) or (seeds is not None and p.seed not in seeds):
             records.append({"status": "missing", "error": "not run yet"})
             continue
         log(f"[{i}/{len(planned)}] {p.run_id}: running")

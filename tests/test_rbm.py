@@ -16,6 +16,7 @@ from genbench.data import build_datamodule
 from genbench.data.base import DataInfo, DataSpace
 from genbench.models import build_model
 from genbench.models.constraints import Constraints, chimera_mask, noisy_parameters, random_mask
+import genbench.models.rbm as rbm_module
 from genbench.models.rbm import RBM, _conditional
 from genbench.paths import configs_dir
 
@@ -137,6 +138,7 @@ def test_training_improves_exact_test_log_likelihood(digits, persistent):
     assert model.optimizers().param_groups[0]["lr"] < 0.3 / 200  # linear decay reached ~0 at the last update
 
 
+@pytest.mark.filterwarnings("ignore:model.matmul_dtype=bfloat16")  # CPUs without native bfloat16: slower, not wrong
 def test_bfloat16_products_train_as_well_as_float32(digits):
     test, lls = digits.split("test").float(), []
     for dtype in (None, "bfloat16"):
@@ -149,6 +151,12 @@ def test_bfloat16_products_train_as_well_as_float32(digits):
     v, W, c = test[:50].flatten(1), model.W.detach(), model.c.detach()
     exact, mixed = _conditional(v, W.T, c), _conditional(v, W.bfloat16().T, c)
     assert mixed.dtype == torch.float32 and 0 < (mixed - exact).abs().max() < 0.01  # bf16 products, not float32
+
+
+def test_bfloat16_products_on_a_device_that_emulates_them_warn(digits, monkeypatch):
+    monkeypatch.setattr(rbm_module, "native_bfloat16", lambda device: False)
+    with pytest.warns(UserWarning, match="no native bfloat16 products"):
+        fit(RBM(digits.info, hidden=4, matmul_dtype="bfloat16"), digits, epochs=1)
 
 
 def test_momentum_switches_to_its_final_value_after_five_epochs(digits):

@@ -234,14 +234,16 @@ def test_runs_that_differ_only_in_evaluation_share_one_training(configs_copy):
     assert third["checkpoint"] != first["checkpoint"] and not third.get("reused_training")
 
 
-def test_render_only_and_selected_rows(tiny_table, monkeypatch):
+def test_render_only_and_selected_rows_and_seeds(tiny_table, monkeypatch):
     real, ran = tables.train_and_evaluate, []
     monkeypatch.setattr(tables, "train_and_evaluate", lambda *a, **k: pytest.fail("nothing may run"))
     written = tables.run_table(tiny_table, "smoke", log=lambda *_: None, render_only=True)
     assert "2 missing (not run yet)" in written["md"].read_text()  # two seeds of each row
     monkeypatch.setattr(tables, "train_and_evaluate", lambda *a, **k: ran.append(a[2]) or real(*a, **k))
+    tables.run_table(tiny_table, "smoke", log=lambda *_: None, rows="MoB", seeds=[1])
+    assert ran == ["mob-k-3--digits--s1"]
     tables.run_table(tiny_table, "smoke", log=lambda *_: None, rows="MoB")
-    assert sorted(ran) == ["mob-k-3--digits--s0", "mob-k-3--digits--s1"]
+    assert ran == ["mob-k-3--digits--s1", "mob-k-3--digits--s0"]  # seed 1 was done before
 
 
 def test_numbers_format_with_infinite_interval_ends():
