@@ -148,6 +148,16 @@ def non_finite_parameters(model) -> bool:
     return any(not torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
 
 
+def figure_dir_for(record_path: Path, run_id: str) -> Path:
+    """A run's figures mirror its record's place (results/runs/TABLE/SCALE/ID.json → results/figures/TABLE/SCALE/ID/),
+    so the scales of a table keep their own sample grids."""
+    try:
+        where = Path(record_path).parent.resolve().relative_to(paths.results_dir("runs").resolve()).parts
+    except ValueError:
+        where = ("train",)
+    return paths.results_dir("figures", *where, run_id)
+
+
 def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
                        table: str | None = None) -> dict[str, Any]:
     """Run ``config`` (resolved, plain dict) and write its record to ``record_path``; returns the record."""
@@ -185,7 +195,7 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
             record["status"], record["error"] = "diverged", guard.reason or "non-finite parameters after training"
         else:
             settings = config.get("evaluation") or {}
-            figure_dir = paths.results_dir("figures", table or "train", run_id)
+            figure_dir = figure_dir_for(record_path, run_id)
             results, figures = evaluate(model, dm, settings, figure_dir, split=settings.get("split", "test"))
             figures += learning_curve(loggers, figure_dir) if not record.get("reused_training") else []
             record["results"], record["figures"] = [r.to_dict() for r in results], figures

@@ -81,3 +81,14 @@ def test_rbm_constraints_smoke_on_real_mnist(mnist_root):
     nll = frame[frame["metric"] == "nll"].set_index("row")["obtained"]
     assert nll["E6 99% of weights removed at random"] > nll["baseline (no constraint)"]
     assert nll["E1 sampled with weight noise σ=0.1"] > nll["E1 sampled with bias noise σ=0.1"]
+
+
+def test_bench_report_names_what_was_not_measured_and_the_float32_floor():
+    from genbench.bench import markdown
+
+    pcd = {"sklearn_float32_s": 5.0, "genbench_lightning_s": 4.0, "genbench_core_s": 3.5, "floor_s": 2.0, "ratio": 0.8}
+    text = markdown({"date": "d", "machine": "m", "load_average_before": 0.1, "pcd_epoch": pcd})
+    assert "not measured: this CPU has no native bfloat16" in text and "bfloat16 products **n/a**" in text
+    assert "**0.40** of scikit-learn's epoch" in text and "**0.50** of the float32 arithmetic floor" in text
+    pcd.update(genbench_lightning_bf16_s=2.5, ratio_bfloat16=0.5)
+    assert "| 2.50 |" in markdown({"date": "d", "machine": "m", "load_average_before": 0.1, "pcd_epoch": pcd})

@@ -316,3 +316,13 @@ def test_curves_plot_the_swept_rows_and_skip_rows_not_run(tiny_table, configs_co
     assert list(points) == ["mixtures"] and [x for x, _, _ in points["mixtures"]] == [1, 3]  # sorted by x, row 10 absent
     for (_, y, spread), row in zip(points["mixtures"], ("independent Bernoulli", "MoB (K=3)")):
         assert (y, spread) == pytest.approx((nll[row]["obtained"], nll[row]["obtained_std"]))
+
+
+def test_each_scale_of_a_table_keeps_its_own_run_figures():
+    from genbench.runs import figure_dir_for
+
+    smoke = figure_dir_for(results_dir("runs", "t", "smoke", "r.json"), "r")
+    paper = figure_dir_for(results_dir("runs", "t", "paper", "r.json"), "r")
+    assert smoke == results_dir("figures", "t", "smoke", "r") and paper == results_dir("figures", "t", "paper", "r")
+    assert figure_dir_for(results_dir("runs", "train", "r.json"), "r") == results_dir("figures", "train", "r")
+    assert figure_dir_for(results_dir("elsewhere.json"), "r") == results_dir("figures", "train", "r")
