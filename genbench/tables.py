@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -458,7 +459,7 @@ def summary_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
             ax.scatter(pubs["published"], [yi] * len(pubs), color="tab:red", marker="x", zorder=3,
                        label="published" if yi == 0 else None)
         ax.set_yticks(list(y), list(ours["row"]))
-        ax.set_title(spec["datasets"].get(key, {}).get("label", key), fontsize=9)
+        ax.set_title(textwrap.fill(spec["datasets"].get(key, {}).get("label", key), 40), fontsize=9)  # long labels wrap
         ax.set_xlabel(f"{headline} ({ours['unit'].dropna().iloc[0] if ours['unit'].notna().any() else ''})")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
