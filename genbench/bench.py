@@ -66,8 +66,9 @@ def markdown(result: dict) -> str:
                   f"| float32 matmul floor (5 products per update) | {pcd['floor_s']:.2f} |", "",
                   f"genbench / scikit-learn (target ≤ 0.5): float32 **{pcd['ratio']:.2f}**, bfloat16 products "
                   f"**{_ratio(pcd.get('ratio_bfloat16'))}**. floor / genbench float32 = "
-                  f"**{pcd['floor_s'] / pcd['genbench_lightning_s']:.2f}** of the float32 arithmetic floor "
-                  "(bfloat16 runs below that floor by design: its products are a different arithmetic). "
+                  f"**{pcd['floor_s'] / pcd['genbench_lightning_s']:.2f}** of the float32 arithmetic floor"
+                  + (" (bfloat16 runs below that floor by design: its products are a different arithmetic). "
+                     if pcd.get("ratio_bfloat16") is not None else ". ") +
                   f"The floor alone is **{pcd['floor_s'] / pcd['sklearn_float32_s']:.2f}** of scikit-learn's epoch "
                   "(it does the same five products): the best ratio any float32 implementation can reach here.", ""]
     if ais:
