@@ -46,13 +46,9 @@ def user_errors():
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .data.files import ChecksumError, DataUnavailableError
-    from .registry import UnknownNameError
-    from .runs import CheckpointError
-    from .tables import TableError
+    from .errors import GenbenchError
 
-    return (HydraException, OmegaConfBaseException, DataUnavailableError, ChecksumError, UnknownNameError, TableError,
-            CheckpointError)
+    return (HydraException, OmegaConfBaseException, GenbenchError)
 
 
 def clean(e: Exception) -> str:

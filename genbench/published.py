@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import ConfigError
+
 METRICS = {
     # metric -> allowed units
     "nll": ("nats",),  # test NLL of the data, positive (printed log-prob -86.34 -> 86.34)
@@ -62,7 +64,7 @@ STD_KINDS = ("std", "std_error", "3std", "2std", "unstated")
 _ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
-class PublishedError(ValueError):
+class PublishedError(ConfigError):
     """A malformed or duplicate published-number record; names the file and id."""
 
 

@@ -12,8 +12,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from .errors import ConfigError
 
-class UnknownNameError(ValueError):
+
+class UnknownNameError(ConfigError):
     """An unknown model or data name; the message lists the valid choices."""
 
 

@@ -25,14 +25,15 @@ import torch
 
 from . import paths
 from .data import build_datamodule
-from .data.files import ChecksumError, DataUnavailableError
+from .errors import GenbenchError
 from .evaluation import PeriodicEvaluation, evaluate
 from .evaluation.records import Result
 from .logging import build_loggers, finish_loggers
 from .models import build_model
 
-USER_ERRORS = (DataUnavailableError, ChecksumError, ValueError, KeyError)
-"""Errors whose message is meant for the user: recorded and printed without a traceback."""
+USER_ERRORS = (GenbenchError,)
+"""Errors whose message is meant for the user: recorded and printed without a traceback. Anything else is a bug
+(genbench's or a user's model's) and keeps its traceback in the record."""
 
 VOLATILE_KEYS = ("logger", "name")
 """Config keys that do not change a run's numbers (left out of its hash)."""
@@ -250,7 +251,7 @@ def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) ->
                      num_sanity_val_steps=0, **kw)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GenbenchError):
     """A file that is not a checkpoint written by a genbench run."""
 
 

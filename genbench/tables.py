@@ -41,6 +41,7 @@ import pandas as pd
 import yaml
 
 from . import paths
+from .errors import ConfigError
 from .published import Published, load_published
 from .registry import import_object
 from .runs import is_current, load_checkpoint, read_record, train_and_evaluate
@@ -50,7 +51,7 @@ LOWER_IS_BETTER = {"nll": True, "bits_per_dim": True, "reverse_kl": True, "modes
                    "modes_veegan": False, "high_quality_pct": False, "sample_log_density": False}
 
 
-class TableError(ValueError):
+class TableError(ConfigError):
     """A bad table name, scale or table config; the message lists the valid choices."""
 
 

@@ -18,6 +18,8 @@ import lightning as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
+from ..errors import ConfigError
+
 SPACES = ("binary", "discrete", "continuous")
 
 
@@ -38,9 +40,9 @@ class DataSpace:
 
     def __post_init__(self):
         if self.kind not in SPACES:
-            raise ValueError(f"data space kind {self.kind!r} is not one of {SPACES}")
+            raise ConfigError(f"data space kind {self.kind!r} is not one of {SPACES}")
         if (self.kind == "discrete") != (self.levels is not None):
-            raise ValueError("a discrete data space needs `levels`; other spaces take none")
+            raise ConfigError("a discrete data space needs `levels`; other spaces take none")
 
     @property
     def dim(self) -> int:
@@ -157,7 +159,7 @@ class TensorDataModule(L.LightningDataModule):
         """The fixed tensor of a split (the training split before its transform), as stored (uint8 for images)."""
         self.setup()
         if name not in self.splits:
-            raise KeyError(f"{self.variant} has no {name!r} split; it has {sorted(self.splits)}")
+            raise ConfigError(f"{self.variant} has no {name!r} split; it has {sorted(self.splits)}")
         return self.splits[name]
 
     def labels(self, name: str) -> torch.Tensor | None:
@@ -195,7 +197,7 @@ def dynamic_binarize(x: torch.Tensor) -> torch.Tensor:
 def seeded_split(n: int, sizes: dict[str, int], seed: int) -> dict[str, torch.Tensor]:
     """Disjoint index sets of the given sizes from a seeded permutation of range(n)."""
     if sum(sizes.values()) > n:
-        raise ValueError(f"split sizes {sizes} exceed the {n} available examples")
+        raise ConfigError(f"split sizes {sizes} exceed the {n} available examples")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     out, start = {}, 0
     for name, size in sizes.items():

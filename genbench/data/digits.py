@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from sklearn.datasets import load_digits
 
+from ..errors import ConfigError
 from .base import DataSpace, TensorDataModule, seeded_split
 from .transforms import BINARIZATIONS, binarize_splits
 
@@ -24,7 +25,7 @@ class DigitsDataModule(TensorDataModule):
     def __init__(self, variant: str = "dynamic", binarize_seed: int = 0, **kw):
         super().__init__(**kw)
         if variant not in VARIANTS:
-            raise ValueError(f"unknown digits variant {variant!r}; valid: {', '.join(VARIANTS)}")
+            raise ConfigError(f"unknown digits variant {variant!r}; valid: {', '.join(VARIANTS)}")
         self._variant, self.binarize_seed = variant, binarize_seed
 
     @property

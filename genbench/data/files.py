@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
+from ..errors import GenbenchError
+
 HOW_TO_POINT = (
     "To use a copy already on disk, set the data root with the config key `data.root=PATH` "
     "or the GENBENCH_DATA environment variable (inside the project, `make data-link` links "
@@ -34,11 +36,11 @@ HOW_TO_POINT = (
 )
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(GenbenchError, RuntimeError):
     """Data files are missing and could not be downloaded."""
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(GenbenchError, RuntimeError):
     """A data file is present but is not the official file."""
 
 

@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from ..errors import ConfigError
 from .base import DataSpace, TensorDataModule, tensor_checksum
 
 SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
@@ -31,10 +32,10 @@ class GaussianMixture:
         self.covariances = torch.as_tensor(covariances, dtype=torch.float64)
         k, d = self.means.shape
         if self.covariances.shape != (k, d, d):
-            raise ValueError(f"covariances must have shape {(k, d, d)}, got {tuple(self.covariances.shape)}")
+            raise ConfigError(f"covariances must have shape {(k, d, d)}, got {tuple(self.covariances.shape)}")
         w = torch.full((k,), 1.0 / k, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         if w.shape != (k,) or (w < 0).any() or not torch.isclose(w.sum(), torch.tensor(1.0, dtype=torch.float64)):
-            raise ValueError("weights must be K non-negative numbers summing to 1")
+            raise ConfigError("weights must be K non-negative numbers summing to 1")
         self.weights = w
         self.chol = torch.linalg.cholesky(self.covariances)
         self._log_norm = -0.5 * d * math.log(2 * math.pi) - torch.log(torch.diagonal(self.chol, dim1=-2, dim2=-1)).sum(-1)
@@ -108,13 +109,13 @@ class GMM2DDataModule(TensorDataModule):
         super().__init__(**kw)
         if mixture == "custom":
             if means is None or (std is None) == (covariances is None):
-                raise ValueError("a custom mixture needs `means` and exactly one of `std` or `covariances`")
+                raise ConfigError("a custom mixture needs `means` and exactly one of `std` or `covariances`")
             self.mixture = (GaussianMixture.isotropic(means, std, weights) if covariances is None
                             else GaussianMixture(means, covariances, weights))
         elif mixture in PRESETS:
             self.mixture = PRESETS[mixture]()
         else:
-            raise ValueError(f"unknown mixture {mixture!r}; valid: {', '.join([*PRESETS, 'custom'])}")
+            raise ConfigError(f"unknown mixture {mixture!r}; valid: {', '.join([*PRESETS, 'custom'])}")
         self.preset = mixture
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
 

@@ -34,6 +34,7 @@ import torch
 from torchvision.datasets import CIFAR10, SVHN
 from torchvision.datasets.utils import extract_archive
 
+from ..errors import ConfigError
 from ..paths import data_root
 from .base import DataSpace, TensorDataModule
 from .files import RemoteFile, require_files, torchvision_errors
@@ -69,7 +70,7 @@ class _ImageDataModule(TensorDataModule):
         parts = self.read()
         (train_x, train_y), n = parts["train"], len(parts["train"][0])
         if not 0 <= self.val_size < n:
-            raise ValueError(f"val_size must be in [0, {n}), got {self.val_size}")
+            raise ConfigError(f"val_size must be in [0, {n}), got {self.val_size}")
         cut = n - self.val_size
         splits = {"train": (train_x[:cut], train_y[:cut]), "test": parts["test"]}
         if self.val_size:

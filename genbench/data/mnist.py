@@ -48,6 +48,7 @@ import torch
 from torchvision.datasets import MNIST as _TorchvisionMNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
+from ..errors import ConfigError
 from ..paths import data_root
 from .base import DataSpace, TensorDataModule
 from .files import ChecksumError, RemoteFile, require_files, torchvision_errors
@@ -78,9 +79,9 @@ class MNISTDataModule(TensorDataModule):
                  binarize_seed: int = 0, download: bool = True, **kw):
         super().__init__(**kw)
         if variant not in VARIANTS:
-            raise ValueError(f"unknown mnist variant {variant!r}; valid: {', '.join(VARIANTS)}")
+            raise ConfigError(f"unknown mnist variant {variant!r}; valid: {', '.join(VARIANTS)}")
         if variant == "larochelle" and val_size:
-            raise ValueError("mnist/larochelle has fixed official splits (50,000 / 10,000 / 10,000); "
+            raise ConfigError("mnist/larochelle has fixed official splits (50,000 / 10,000 / 10,000); "
                              "leave val_size at 0 (its validation set is the official one)")
         self._variant, self.root, self.val_size = variant, data_root(root), val_size
         self.binarize_seed, self.download = binarize_seed, download
@@ -106,7 +107,7 @@ class MNISTDataModule(TensorDataModule):
         images, labels = self._read_archives()
         n = images["train"].shape[0]
         if not 0 <= self.val_size < n:
-            raise ValueError(f"val_size must be in [0, {n}), got {self.val_size}")
+            raise ConfigError(f"val_size must be in [0, {n}), got {self.val_size}")
         cut = n - self.val_size
         index = {"train": slice(0, cut), "val": slice(cut, n)} if self.val_size else {"train": slice(0, n)}
         x = {k: images["train"][s] for k, s in index.items()} | {"test": images["test"]}

@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from ..errors import ConfigError
 from .base import dynamic_binarize
 
 BINARIZATIONS = ("dynamic", "fixed", "threshold")
@@ -33,7 +34,7 @@ def binarize_splits(
     * ``threshold``: x >= 0.5.
     """
     if variant not in BINARIZATIONS:
-        raise ValueError(f"unknown binarization {variant!r}; valid: {', '.join(BINARIZATIONS)}")
+        raise ConfigError(f"unknown binarization {variant!r}; valid: {', '.join(BINARIZATIONS)}")
     if variant == "threshold":
         return {k: (v >= 0.5).float() for k, v in splits.items()}, None
     gen = torch.Generator().manual_seed(seed)

@@ -46,9 +46,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from ..nn.uniforms import Uniforms
-
-
 
 __all__ = [
     "AISResult", "free_energy", "exact_log_z", "exact_log_prob", "base_rate_biases", "base_log_z",
@@ -105,10 +104,10 @@ def exact_log_z(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, chunk: int | 
     if layer == "auto":
         layer = "hidden" if H <= V else "visible"
     if layer not in ("hidden", "visible"):
-        raise ValueError(f"layer must be 'auto', 'hidden' or 'visible', not {layer!r}")
+        raise ConfigError(f"layer must be 'auto', 'hidden' or 'visible', not {layer!r}")
     n, other = (H, V) if layer == "hidden" else (V, H)
     if n > 34:
-        raise ValueError(f"exact log Z would enumerate 2^{n} states; use AIS (ais_log_z) instead")
+        raise ConfigError(f"exact log Z would enumerate 2^{n} states; use AIS (ais_log_z) instead")
     total = 1 << n
     chunk = chunk or max(1, min(total, (1 << 22) // max(1, other + n)))
     shifts = torch.arange(n, device=W.device)
@@ -184,7 +183,7 @@ def sm_schedule() -> torch.Tensor:
 def linear_schedule(n: int) -> torch.Tensor:
     """``n`` evenly spaced inverse temperatures from 0 to 1 (float64)."""
     if n < 2:
-        raise ValueError("a schedule needs at least 2 inverse temperatures (0 and 1)")
+        raise ConfigError("a schedule needs at least 2 inverse temperatures (0 and 1)")
     return torch.linspace(0, 1, n, dtype=torch.float64)
 
 
@@ -196,7 +195,7 @@ def schedule(n_points: int) -> torch.Tensor:
     ``schedule(14501)`` has S&M's spacing minus the two repeats.
     """
     if n_points < 4:
-        raise ValueError("schedule(n_points) needs n_points >= 4 (three segments)")
+        raise ConfigError("schedule(n_points) needs n_points >= 4 (three segments)")
     n = n_points - 1
     n1 = max(1, round(n * 500 / 14500))
     n2 = max(1, round(n * 4000 / 14500))
@@ -211,7 +210,7 @@ def schedule(n_points: int) -> torch.Tensor:
 def _check_betas(betas) -> list[float]:
     bk = torch.as_tensor(betas, dtype=torch.float64).flatten().tolist()
     if len(bk) < 2 or bk[0] != 0.0 or bk[-1] != 1.0 or any(y < x for x, y in zip(bk, bk[1:])):
-        raise ValueError("betas must be non-decreasing from exactly 0 to exactly 1")
+        raise ConfigError("betas must be non-decreasing from exactly 0 to exactly 1")
     return bk
 
 

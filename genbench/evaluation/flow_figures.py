@@ -20,6 +20,7 @@ import textwrap
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .samples import _figure, _save
 
 MASKS = ("top rows", "bottom rows", "odd pixels", "even pixels", "left side", "right side",
@@ -155,7 +156,7 @@ def inpainting_mask(name: str, shape, generator: torch.Generator | None = None) 
     if name.endswith("% random"):
         frac = float(name.split("%")[0]) / 100
         return (torch.rand(h, w, generator=generator) < frac).expand(c, h, w).clone()
-    raise ValueError(f"unknown mask {name!r}; valid: {', '.join(MASKS)}")
+    raise ConfigError(f"unknown mask {name!r}; valid: {', '.join(MASKS)}")
 
 
 def langevin_inpaint(model, x: torch.Tensor, mask: torch.Tensor, levels: int, steps: int = 500,

@@ -24,6 +24,7 @@ from typing import Any
 import lightning as L
 
 from ..data.base import DataInfo
+from ..errors import ConfigError
 from ..registry import resolve
 
 MODELS = {
@@ -41,7 +42,7 @@ MODELS = {
 }
 
 
-class IncompatibleDataError(ValueError):
+class IncompatibleDataError(ConfigError):
     """A model asked to train on a data space it does not support."""
 
 

@@ -18,6 +18,7 @@ import lightning as L
 import torch
 
 from ..data.base import DataInfo
+from ..errors import ConfigError
 
 
 class TrueMixture(L.LightningModule):
@@ -29,7 +30,7 @@ class TrueMixture(L.LightningModule):
     def __init__(self, info: DataInfo):
         super().__init__()
         if info.mixture is None:
-            raise ValueError(f"true_mixture needs a data module with a known mixture (data=gmm2d), not {info.variant}")
+            raise ConfigError(f"true_mixture needs a data module with a known mixture (data=gmm2d), not {info.variant}")
         self.mixture = info.mixture
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,8 @@ from typing import Any, Mapping
 
 import torch
 
+from ..errors import ConfigError
+
 # ---------------------------------------------------------------------------------------------
 # configuration
 # ---------------------------------------------------------------------------------------------
@@ -48,7 +50,7 @@ MASK_KINDS = ("random", "chimera_pixel_blocks", "chimera_extended")
 def _check_keys(what: str, cfg: Mapping[str, Any], valid: tuple[str, ...]) -> None:
     unknown = sorted(set(cfg) - set(valid))
     if unknown:
-        raise ValueError(f"unknown {what} key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
+        raise ConfigError(f"unknown {what} key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class NoiseSpec:
 
     def __post_init__(self):
         if self.sigma_w < 0 or self.sigma_b < 0:
-            raise ValueError(f"noise standard deviations must be ≥ 0, got sigma_w={self.sigma_w}, sigma_b={self.sigma_b}")
+            raise ConfigError(f"noise standard deviations must be ≥ 0, got sigma_w={self.sigma_w}, sigma_b={self.sigma_b}")
 
 
 @dataclass(frozen=True)
@@ -79,16 +81,16 @@ class MaskSpec:
 
     def __post_init__(self):
         if self.kind not in MASK_KINDS:
-            raise ValueError(f"unknown mask kind {self.kind!r}; valid: {', '.join(MASK_KINDS)}")
+            raise ConfigError(f"unknown mask kind {self.kind!r}; valid: {', '.join(MASK_KINDS)}")
         if self.kind == "random" and (self.fraction is None or not 0 <= self.fraction <= 1):
-            raise ValueError(f"a random mask needs fraction in [0, 1] (the share of weights removed), got {self.fraction}")
+            raise ConfigError(f"a random mask needs fraction in [0, 1] (the share of weights removed), got {self.fraction}")
 
     def build(self, hidden: int, visible: int) -> torch.Tensor:
         """The BoolTensor [hidden, visible] of kept connections."""
         if self.kind == "random":
             return random_mask(hidden, visible, self.fraction, self.seed)
         if (hidden, visible) != (784, 784):
-            raise ValueError(f"chimera masks are defined for 784 hidden × 784 visible units (28×28 images), "
+            raise ConfigError(f"chimera masks are defined for 784 hidden × 784 visible units (28×28 images), "
                              f"not {hidden} × {visible}; set hidden: 784 and use MNIST")
         return chimera_mask("pixel_blocks" if self.kind == "chimera_pixel_blocks" else "extended_pixel_blocks")
 
@@ -115,13 +117,13 @@ class Constraints:
         if mask is not None:
             _check_keys("constraints.mask", mask, ("kind", "fraction", "seed"))
             if "kind" not in mask:
-                raise ValueError(f"constraints.mask needs a kind; valid: {', '.join(MASK_KINDS)}")
+                raise ConfigError(f"constraints.mask needs a kind; valid: {', '.join(MASK_KINDS)}")
             fraction = mask.get("fraction")
             mask = MaskSpec(mask["kind"], None if fraction is None else float(fraction), int(mask.get("seed", 0)))
         if clip is not None:
             clip = float(clip)
             if clip <= 0:
-                raise ValueError(f"constraints.clip must be a positive threshold t (|θ| ≤ t), got {clip}")
+                raise ConfigError(f"constraints.clip must be a positive threshold t (|θ| ≤ t), got {clip}")
         return cls(noise, clip, mask)
 
 
@@ -196,7 +198,7 @@ def random_mask(hidden: int, visible: int, fraction_removed: float, seed: int = 
     means 50% in every seed, and the mask depends only on (H, V, f, seed).
     """
     if not 0 <= fraction_removed <= 1:
-        raise ValueError(f"fraction_removed must be in [0, 1], got {fraction_removed}")
+        raise ConfigError(f"fraction_removed must be in [0, 1], got {fraction_removed}")
     n = hidden * visible
     removed = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: round(fraction_removed * n)]
     mask = torch.ones(n, dtype=torch.bool)
@@ -255,7 +257,7 @@ def chimera_mask(kind: str = "pixel_blocks") -> torch.Tensor:
       chimera any more: a pixel feeds several cells, as an overlap implies).
     """
     if kind not in CHIMERA_EDGES:
-        raise ValueError(f"unknown chimera mask kind {kind!r}; valid: {', '.join(CHIMERA_EDGES)}")
+        raise ConfigError(f"unknown chimera mask kind {kind!r}; valid: {', '.join(CHIMERA_EDGES)}")
     g, n = CHIMERA_GRID, IMAGE_SIDE * IMAGE_SIDE
     mask = torch.zeros(n, n, dtype=torch.bool)
     r, col, k = (t.flatten() for t in torch.meshgrid(torch.arange(g), torch.arange(g), torch.arange(4), indexing="ij"))

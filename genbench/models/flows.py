@@ -27,8 +27,19 @@ import torch
 
 from ..data.base import DataInfo
 from ..data.transforms import bits_per_dim, dequantize
-from ..nn.flows import (ZCA, DiagonalScaling, FlowSequence, Logit, MultiScaleFlow, Rescale, build_prior,
-                        coupling_stack, evaluating, weight_scales)
+from ..errors import ConfigError
+from ..nn.flows import (
+    ZCA,
+    DiagonalScaling,
+    FlowSequence,
+    Logit,
+    MultiScaleFlow,
+    Rescale,
+    build_prior,
+    coupling_stack,
+    evaluating,
+    weight_scales,
+)
 
 DATA_RANGES = ("unit", "symmetric")
 ARCHITECTURES = ("auto", "mlp", "multiscale")
@@ -48,7 +59,7 @@ class FlowModel(L.LightningModule):
                  lr_schedule: str = "constant"):
         super().__init__()
         if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+            raise ConfigError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
         self.shape, self.dim = tuple(info.shape), info.dim
         self.levels = info.space.levels if info.space.kind == "discrete" else None
         self.lr, self.betas, self.eps, self.l2, self.lr_schedule = lr, (beta1, beta2), eps, l2, lr_schedule
@@ -129,7 +140,7 @@ class FlowModel(L.LightningModule):
 def _to_unit(levels: int, data_range: str) -> Rescale:
     """Pixel units [0, L) → [0, 1) (``unit``) or [−1, 1) (``symmetric``, NICE on CIFAR-10)."""
     if data_range not in DATA_RANGES:
-        raise ValueError(f"unknown data_range {data_range!r}; valid: {', '.join(DATA_RANGES)}")
+        raise ConfigError(f"unknown data_range {data_range!r}; valid: {', '.join(DATA_RANGES)}")
     return Rescale(1.0 / levels) if data_range == "unit" else Rescale(2.0 / levels, -1.0)
 
 
@@ -158,7 +169,7 @@ class NICE(FlowModel):
                 self.zca = ZCA(self.dim, bias=zca_bias, include_logdet=zca_logdet)
                 steps.append(self.zca)
         elif zca:
-            raise ValueError("zca whitening is for image data (a discrete data space)")
+            raise ConfigError("zca whitening is for image data (a discrete data space)")
         self.transform = FlowSequence(*steps)
         self.flow = FlowSequence(*coupling_stack(self.dim, couplings, hidden, layers, additive=True),
                                  DiagonalScaling(self.dim))
@@ -184,11 +195,11 @@ class RealNVP(FlowModel):
                  beta2: float = 0.999, eps: float = 1e-8, l2: float = 5e-5, lr_schedule: str = "constant"):
         super().__init__(info, lr, beta1, beta2, eps, l2, lr_schedule)
         if architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
+            raise ConfigError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
         if architecture == "auto":
             architecture = "multiscale" if len(self.shape) == 3 else "mlp"
         if architecture == "multiscale" and len(self.shape) != 3:
-            raise ValueError(f"the multiscale architecture needs images [C, H, W]; {info.variant} is {info.space}")
+            raise ConfigError(f"the multiscale architecture needs images [C, H, W]; {info.variant} is {info.space}")
         self.architecture, self.flat = architecture, architecture == "mlp"
         self.transform = (FlowSequence(Rescale(1.0 / self.levels), Logit(alpha)) if self.levels is not None
                           else FlowSequence())

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.base import DataInfo, DataSpace
+from ..errors import ConfigError
 from ..nn.adversarial import ALI_TABLES, build_networks, output_activation
 from ..nn.blocks import init_normal_
 
@@ -61,7 +62,7 @@ def generator_loss(l_fake: torch.Tensor, l_real: torch.Tensor | None = None,
     if kind == "minimax":
         loss = -F.softplus(l_fake).mean()
         return loss if l_real is None else loss - F.softplus(-l_real).mean()
-    raise ValueError(f"unknown generator_loss {kind!r}; valid: {', '.join(GENERATOR_LOSSES)}")
+    raise ConfigError(f"unknown generator_loss {kind!r}; valid: {', '.join(GENERATOR_LOSSES)}")
 
 
 # -- data space ----------------------------------------------------------------------------------------------------------
@@ -106,11 +107,11 @@ class Adversarial(L.LightningModule):
                  lr: float, beta1: float, beta2: float, eps: float, init_std: float):
         super().__init__()
         if generator_loss not in GENERATOR_LOSSES:
-            raise ValueError(f"unknown generator_loss {generator_loss!r}; valid: {', '.join(GENERATOR_LOSSES)}")
+            raise ConfigError(f"unknown generator_loss {generator_loss!r}; valid: {', '.join(GENERATOR_LOSSES)}")
         if updates not in UPDATES:
-            raise ValueError(f"unknown updates {updates!r}; valid: {', '.join(UPDATES)}")
+            raise ConfigError(f"unknown updates {updates!r}; valid: {', '.join(UPDATES)}")
         if d_steps < 1:
-            raise ValueError(f"d_steps must be >= 1, got {d_steps}")
+            raise ConfigError(f"d_steps must be >= 1, got {d_steps}")
         self.automatic_optimization = False
         self.joint, self.shape, self.latent_dim = joint, tuple(info.shape), latent_dim
         self.generator_loss_kind, self.updates, self.d_steps = generator_loss, updates, d_steps

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from ..data.base import DataInfo
+from ..errors import ConfigError
 from ..nn.adversarial import build_networks
 from ..nn.blocks import init_normal_
 from .ali import EncodeDecode
@@ -42,7 +43,7 @@ class GANInference(EncodeDecode, GAN):
                          generator_loss=generator_loss, updates=updates, d_steps=d_steps, lr=lr, beta1=beta1,
                          beta2=beta2, eps=eps, init_std=init_std)
         if gan_epochs < 0:
-            raise ValueError(f"gan_epochs must be >= 0, got {gan_epochs}")
+            raise ConfigError(f"gan_epochs must be >= 0, got {gan_epochs}")
         self.gan_epochs = gan_epochs
         with torch.random.fork_rng(devices=[]):  # the GAN phase sees the same random stream as a plain GAN
             _, enc, disc = build_networks(arch, info.shape, info.space.kind == "continuous", latent_dim, encoder,
@@ -61,7 +62,7 @@ class GANInference(EncodeDecode, GAN):
     # -- phases ---------------------------------------------------------------------------------------------------------
     def on_fit_start(self):
         if self.trainer.max_epochs is not None and 0 <= self.trainer.max_epochs <= self.gan_epochs:
-            raise ValueError(f"trainer.max_epochs={self.trainer.max_epochs} leaves no epoch to train the encoder "
+            raise ConfigError(f"trainer.max_epochs={self.trainer.max_epochs} leaves no epoch to train the encoder "
                              f"after gan_epochs={self.gan_epochs}; set trainer.max_epochs > model.gan_epochs")
 
     def on_train_epoch_start(self):

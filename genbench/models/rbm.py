@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import DataInfo
+from ..errors import ConfigError
 from ..nn.uniforms import Uniforms
 from .constraints import Constraints, WeightNoise, clip_
 
@@ -120,13 +121,13 @@ class RBM(L.LightningModule):
                  constraints: dict | None = None, sample_steps: int = 1000, matmul_dtype: str | None = None):
         super().__init__()
         if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+            raise ConfigError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
         if matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(f"unknown matmul_dtype {matmul_dtype!r}; valid: null (the parameters' float32), bfloat16")
+            raise ConfigError(f"unknown matmul_dtype {matmul_dtype!r}; valid: null (the parameters' float32), bfloat16")
         if init_visible_bias not in VISIBLE_BIAS_INITS:
-            raise ValueError(f"unknown init_visible_bias {init_visible_bias!r}; valid: {', '.join(VISIBLE_BIAS_INITS)}")
+            raise ConfigError(f"unknown init_visible_bias {init_visible_bias!r}; valid: {', '.join(VISIBLE_BIAS_INITS)}")
         if hidden < 1 or k < 1 or n_chains < 1 or sample_steps < 1:
-            raise ValueError(f"hidden, k, n_chains and sample_steps must be ≥ 1 (got {hidden}, {k}, {n_chains}, {sample_steps})")
+            raise ConfigError(f"hidden, k, n_chains and sample_steps must be ≥ 1 (got {hidden}, {k}, {n_chains}, {sample_steps})")
         self.automatic_optimization = False
         self.shape, self.k, self.persistent, self.n_chains = tuple(info.shape), k, persistent, n_chains
         self.mean_field_positive, self.sample_steps = mean_field_positive, sample_steps
@@ -254,7 +255,7 @@ class RBM(L.LightningModule):
     def log_partition_exact(self) -> float:
         """log Z of the clean parameters, by ``genbench.evaluation.ais.exact_log_z`` (enumerates the smaller layer)."""
         if not self.exact_partition_feasible:
-            raise ValueError(f"exact log Z needs min(H, V) ≤ {self.max_exact_units}, this RBM is {self.hidden}×{self.visible}; use AIS")
+            raise ConfigError(f"exact log Z needs min(H, V) ≤ {self.max_exact_units}, this RBM is {self.hidden}×{self.visible}; use AIS")
         from ..evaluation.ais import exact_log_z
 
         return exact_log_z(self.W.detach(), self.b.detach(), self.c.detach())
@@ -352,7 +353,7 @@ class RBM(L.LightningModule):
         if self.lr_schedule == "linear_decay":
             total = self.trainer.estimated_stepping_batches
             if not math.isfinite(total) or total <= 0:
-                raise ValueError("lr_schedule=linear_decay needs a finite training length (trainer.max_epochs or max_steps)")
+                raise ConfigError("lr_schedule=linear_decay needs a finite training length (trainer.max_epochs or max_steps)")
             self._total_steps = float(total)
 
     def training_step(self, batch, batch_idx):

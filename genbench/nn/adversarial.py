@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .blocks import ConvBlock, UntiedBias, maxout_mlp, mlp
 
 ARCHS = ("mlp", "dcgan", "ali_svhn", "ali_cifar10")
@@ -64,7 +65,7 @@ ALI_TABLES = {
 def dcgan_spec(side: int, width: int) -> dict:
     """The small DCGAN-style pair for ``side``×``side`` images (side divisible by 4): 1×1 ↔ side/4 ↔ side/2 ↔ side."""
     if side % 4:
-        raise ValueError(f"the dcgan architecture needs an image side divisible by 4, got {side}")
+        raise ConfigError(f"the dcgan architecture needs an image side divisible by 4, got {side}")
     s0, w = side // 4, width
     return {
         "slope": 0.2, "pieces": 2,
@@ -90,7 +91,7 @@ def output_activation(arch: str, continuous: bool) -> str:
     """The decoder's last nonlinearity: ``linear`` on continuous data, else the architecture's (tanh | sigmoid)."""
     if continuous:
         if arch != "mlp":
-            raise ValueError(f"arch {arch!r} is for images; continuous data takes arch=mlp")
+            raise ConfigError(f"arch {arch!r} is for images; continuous data takes arch=mlp")
         return "linear"
     return "sigmoid" if arch in ALI_TABLES else "tanh"
 
@@ -133,7 +134,7 @@ class Encoder(nn.Module):
         of the last three hidden conv layers and μ). Conv encoders only.
         """
         if not self.conv or self.kind == "implicit":
-            raise ValueError("encoder features are defined for conv encoders with a Gaussian or deterministic output")
+            raise ConfigError("encoder features are defined for conv encoders with a Gaussian or deterministic output")
         kept, n = [], len(self.trunk)
         for i, block in enumerate(self.trunk):
             x, pre = block.forward_with_pre_activation(x)
@@ -153,7 +154,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         if (z is None) != (self.z_net is None):
-            raise ValueError("a joint discriminator takes (x, z); a GAN discriminator takes x alone")
+            raise ConfigError("a joint discriminator takes (x, z); a GAN discriminator takes x alone")
         h = self.x_net(x if self.conv else x.flatten(1))
         if z is not None:
             h = torch.cat([h, self.z_net(z[:, :, None, None] if self.conv else z)], 1)
@@ -171,9 +172,9 @@ def build_networks(arch: str, shape: Sequence[int], continuous: bool, latent_dim
     ``ali_*`` tables fix everything, including |z|, which must match ``latent_dim``.
     """
     if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
+        raise ConfigError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
     if encoder is not None and encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
+        raise ConfigError(f"unknown encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
     out_act = output_activation(arch, continuous)
     z_out = latent_dim * (2 if encoder == "gaussian" else 1)
     if arch == "mlp":
@@ -189,20 +190,20 @@ def build_networks(arch: str, shape: Sequence[int], continuous: bool, latent_dim
         return dec, enc, disc
 
     if len(shape) != 3:
-        raise ValueError(f"arch {arch!r} needs image data [C, H, W], got shape {tuple(shape)}")
+        raise ConfigError(f"arch {arch!r} needs image data [C, H, W], got shape {tuple(shape)}")
     c, h, w = shape
     if arch == "dcgan":
         if h != w:
-            raise ValueError(f"the dcgan architecture needs square images, got {h}x{w}")
+            raise ConfigError(f"the dcgan architecture needs square images, got {h}x{w}")
         spec = dcgan_spec(h, channels)
     else:
         spec = ALI_TABLES[arch]
         if (h, w) != (32, 32):
-            raise ValueError(f"arch {arch!r} is for 32x32 images (Tables 5.3/5.4), got {h}x{w}")
+            raise ConfigError(f"arch {arch!r} is for 32x32 images (Tables 5.3/5.4), got {h}x{w}")
         if latent_dim != spec["latent_dim"]:
-            raise ValueError(f"arch {arch!r} has |z| = {spec['latent_dim']} (its table), got latent_dim={latent_dim}")
+            raise ConfigError(f"arch {arch!r} has |z| = {spec['latent_dim']} (its table), got latent_dim={latent_dim}")
     if encoder == "implicit":
-        raise ValueError("the implicit encoder (an MLP on [x, ε]) exists for arch=mlp only; use gaussian or deterministic")
+        raise ConfigError("the implicit encoder (an MLP on [x, ε]) exists for arch=mlp only; use gaussian or deterministic")
     slope, pieces = spec["slope"], spec["pieces"]
     maps = {"z": z_out, "x": c}
     dec_net, _ = conv_stack([(*row[:7], out_act if row[4] == "x" else row[7]) for row in spec["decoder"]],

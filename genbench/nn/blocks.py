@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ..errors import ConfigError
+
 BN_MOMENTUM = 0.05
 """PyTorch momentum of the population statistics (running ← 0.95·running + 0.05·batch), as in the ALI code."""
 
@@ -29,7 +31,7 @@ def activation(name: str, slope: float = 0.2) -> nn.Module:
     if name == "lrelu":
         return nn.LeakyReLU(slope)
     if name not in table:
-        raise ValueError(f"unknown activation {name!r}; valid: lrelu, {', '.join(table)}")
+        raise ConfigError(f"unknown activation {name!r}; valid: lrelu, {', '.join(table)}")
     return table[name]()
 
 

@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 from ..data.transforms import inverse_logit_transform, logit_transform, rescale
+from ..errors import ConfigError
 
 
 def _zeros(x: torch.Tensor) -> torch.Tensor:
@@ -380,7 +381,7 @@ PRIORS = {"gaussian": StandardNormal, "logistic": StandardLogistic}
 
 def build_prior(name: str) -> nn.Module:
     if name not in PRIORS:
-        raise ValueError(f"unknown prior {name!r}; valid: {', '.join(PRIORS)}")
+        raise ConfigError(f"unknown prior {name!r}; valid: {', '.join(PRIORS)}")
     return PRIORS[name]()
 
 
@@ -413,7 +414,7 @@ class MLP(nn.Sequential):
     def __init__(self, inputs: int, outputs: int, hidden: int, layers: int, activation: str = "relu",
                  weight_norm: bool = False):
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+            raise ConfigError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
         sizes = [inputs] + [hidden] * layers
         mods: list[nn.Module] = []
         for a, b in zip(sizes, sizes[1:]):
@@ -499,7 +500,7 @@ class MultiScaleFlow(nn.Module):
         super().__init__()
         c, h, w = shape
         if scales < 1 or h % 2 ** (scales - 1) or w % 2 ** (scales - 1):
-            raise ValueError(f"{scales} scales need H and W divisible by 2^{scales - 1}; the images are {h}x{w}")
+            raise ConfigError(f"{scales} scales need H and W divisible by 2^{scales - 1}; the images are {h}x{w}")
         levels, self.factored = [], []
         for i in range(scales):
             f = features * 2 ** i
