@@ -1,7 +1,7 @@
 """Speed of the RBM estimators against a plain PyTorch matmul loop of the same shapes.
 
 Run through ``make bench`` (:mod:`genbench.bench`). Speed is a
-ratio measured in one call (DESIGN.md): the AIS loop's useful arithmetic (two
+ratio measured in one call (docs/design.md, "Speed"): the AIS loop's useful arithmetic (two
 [runs, V]×[V, H]-sized matmuls per temperature) over its wall time, beside
 ``torch.mm`` of the same shapes in a bare loop, on the same threads.
 """

@@ -2,7 +2,7 @@
 
 Both are a discrete data space (3, 32, 32) with 256 levels, stored as uint8
 (batches come out as float32 holding the integers 0..255; models dequantize and rescale them; see
-DESIGN.md "Data spaces"). Splits: train = the official training images minus
+docs/design.md, "Data spaces"). Splits: train = the official training images minus
 the last ``val_size`` (default 0, as in the published protocols), val = those
 last ``val_size``, test = the official test images. ``hflip=True`` flips each
 training image horizontally with probability 1/2 every time it is seen (Real

@@ -3,7 +3,7 @@
 Variants (the ``variant`` argument; the data protocol is printed as ``mnist/<variant>``):
 
 * ``grey``: the 8-bit images, a discrete data space with 256 levels (flows
-  dequantize them; see DESIGN.md "Data spaces").
+  dequantize them; see docs/design.md, "Data spaces").
 * ``dynamic``, ``fixed``, ``threshold``: binary images from the intensities
   x/255 by :func:`~genbench.data.transforms.binarize_splits` (``dynamic``
   resamples the training images every time they are seen; its validation

@@ -4,7 +4,7 @@ Binarization variants turn intensities in [0, 1] into {0,1} data. The
 continuous-density transforms (dequantize, rescale, logit) each return the
 log-determinant of their Jacobian per example, so a density over the
 transformed values converts back to the density of the dequantized pixels:
-``log p(x~) = log p(y) + log|dy/dx~|`` (see DESIGN.md, "Data spaces").
+``log p(x~) = log p(y) + log|dy/dx~|`` (see docs/design.md, "Data spaces").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Partition function and likelihood of Bernoulli–Bernoulli RBMs: exact, AIS and RAISE.
 
 Pure functions of the parameters ``(W, b, c)``, so that the RBM model, the
-evaluators and the tests share one implementation. Conventions (DESIGN.md,
+evaluators and the tests share one implementation. Conventions (docs/design.md, "Estimators";
 Dumoulin's Eq. 1.32–1.35 with the biases un-swapped):
 
 * energy ``E(v, h) = −bᵀv − cᵀh − hᵀWv``; ``W`` is ``[H, V]`` (hidden × visible,

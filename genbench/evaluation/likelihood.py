@@ -6,7 +6,7 @@ model's ``free_energy`` with log Z exact by enumeration when small, else by AIS
 conservative only for data drawn from the model, so labelled an estimate) → ``log_prob_bound(x, k)`` (a stochastic lower bound on log p, hence
 an upper bound on the NLL). Every record names the estimator it used.
 
-Data spaces (DESIGN.md): on binary data the NLL is a pmf's, and bits/dim =
+Data spaces (docs/design.md, "Data spaces"): on binary data the NLL is a pmf's, and bits/dim =
 NLL / (D ln 2). On discrete (8-bit) data a continuous density is scored on the
 dequantized x + u, u ~ U[0,1)^D, in pixel units on [0, levels)^D (the model
 converts its own rescaling/logit with their log-dets), which upper-bounds the

@@ -1,7 +1,7 @@
 """Model registry and construction.
 
 A model is a ``LightningModule`` that trains itself and declares what it can
-do through optional methods (DESIGN.md, "Model capabilities"):
+do through optional methods (docs/design.md, "Model capabilities"):
 
 * ``log_prob(x) -> Tensor[B]``: exact log-likelihood in nats;
 * ``log_prob_bound(x, k) -> Tensor[B]``: a stochastic lower bound on log p(x);

@@ -1,7 +1,7 @@
 """NICE and Real NVP (Dinh 2018, ch. 5): exact log-likelihood by the change of variables.
 
 Both models own their data transform, so ``log_prob`` receives data in the data space's own units and returns
-the log density there (DESIGN.md, "Data spaces"):
+the log density there (docs/design.md, "Data spaces"):
 
 * discrete data (8-bit images, 17-level digits): the evaluator hands in dequantized pixels x + u on
   [0, L)^D; the model rescales them to [0, 1)^D (NICE on CIFAR-10: [−1, 1)^D) and Real NVP applies
