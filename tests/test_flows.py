@@ -153,10 +153,53 @@ def test_squeeze_is_a_permutation_with_checkerboard_halves():
 
 
 def test_couplings_start_at_the_identity():
-    layer = fl.Coupling(fl.CheckerboardPartition(4, 4, 0), fl.ResNet(3, 4, 6, 1), scale_init=0.0)
+    layer = fl.Coupling(fl.CheckerboardPartition(4, 4, 0), fl.ResNet(3, 4, 6, 1))
     x = torch.randn(3, 2, 4, 4)
     y, logdet = layer.eval()(x)
     assert torch.equal(y, x) and (logdet == 0).all()
+    image = torch.randn(3, 1, 8, 8)  # the whole multi-scale flow: a permutation of the pixels (squeezes, factoring)
+    z, logdet = fl.MultiScaleFlow((1, 8, 8), scales=2, blocks=1, features=4, batch_norm=False).eval()(image)
+    assert (logdet == 0).all() and torch.equal(z.sort(1).values, image.flatten(1).sort(1).values)
+
+
+@pytest.mark.parametrize("net", [lambda: fl.ResNet(3, 4, 6, 1), lambda: fl.MLP(3, 4, 8, 1),
+                                 lambda: fl.TwoNets(fl.MLP(3, 2, 4, 1), fl.MLP(3, 2, 4, 1))], ids=["resnet", "mlp", "two nets"])
+def test_zero_scale_on_a_zero_initialized_network_is_refused(net):
+    """λ = 0 with ŝ ≡ 0 is a fixed point (∂s/∂λ = tanh ŝ = 0, ∂s/∂ŝ = λ = 0): such a coupling would never scale."""
+    with pytest.raises(ValueError, match="fixed point"):
+        fl.Coupling(fl.IndexPartition(5, 0), net(), scale_init=0.0)
+
+
+FLOWS = {  # flows built as the models build them, on 8×8 images or 6-vectors
+    "multi-scale, 2 scales on 8x8": (lambda: fl.MultiScaleFlow((1, 8, 8), scales=2, blocks=1, features=4), (1, 8, 8)),
+    "affine MLP stack, weight norm + batch norm": (lambda: fl.FlowSequence(*fl.coupling_stack(
+        6, 4, 8, 2, additive=False, weight_norm=True, batch_norm=True)), (6,)),
+    "affine MLP stack, separate s and t": (lambda: fl.FlowSequence(*fl.coupling_stack(
+        6, 4, 8, 1, additive=False, activation="tanh", separate_st=True)), (6,)),
+    "NICE: additive MLP stack + exp(γ)": (lambda: fl.FlowSequence(*fl.coupling_stack(6, 4, 8, 2, additive=True),
+                                                                  fl.DiagonalScaling(6)), (6,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOWS))
+def test_maximum_likelihood_moves_every_parameter(name):
+    """30 Adam steps move every parameter, every coupling's scale λ included (regression: the multi-scale
+    checkerboard couplings started at λ = 0 on a zero output layer and stayed additive, λ = 0.0 exactly)."""
+    make, shape = FLOWS[name]
+    torch.manual_seed(0)
+    flow, prior = make(), fl.StandardNormal()
+    initial = {n: p.detach().clone() for n, p in flow.named_parameters()}
+    assert any(n.endswith("s_scale") for n in initial) != name.startswith("NICE")
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
+    data = 2 * torch.rand(256, *shape) - 1
+    for _ in range(30):
+        z, logdet = flow(data[torch.randint(0, 256, (32,))] + 0.05 * torch.randn(32, *shape))
+        loss = -(prior.log_prob(z) + logdet).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    unmoved = [n for n, p in flow.named_parameters() if torch.equal(p.detach(), initial[n])]
+    assert not unmoved
 
 
 def test_logit_transform_log_det_matches_autograd():

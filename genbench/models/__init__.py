@@ -12,6 +12,9 @@ Optional class attributes: ``needs_training`` (False: nothing to fit, e.g. the
 true mixture), ``supported_spaces`` (data-space kinds the model accepts), and
 ``discrete_log_prob`` (True: on discrete data ``log_prob`` is a pmf over the
 integers; otherwise it is a density scored on dequantized data).
+``frozen_parameters``: a dict, parameter name or prefix → why training leaves
+it at its initial value; the conformance test fails on any other parameter (or
+buffer, for a model without parameters) that a few training steps do not move.
 A constructor that takes an ``info`` argument receives the data module's
 :class:`~genbench.data.DataInfo`.
 """

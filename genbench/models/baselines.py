@@ -113,5 +113,7 @@ class MixtureOfBernoullis(L.LightningModule):
 class IndependentBernoulli(MixtureOfBernoullis):
     """p(x) = Π_d μ_d^x_d (1 − μ_d)^(1−x_d): the K = 1 mixture."""
 
+    frozen_parameters = {"log_weights": "K = 1: the one component's weight is 1 (log 0) whatever the data"}
+
     def __init__(self, info: DataInfo, pseudocount: float = 1e-2):
         super().__init__(info, components=1, pseudocount=pseudocount)

@@ -150,13 +150,18 @@ class Coupling(nn.Module):
     """y₁ = x₁, y₂ = (x₂ + t(x₁)) ⊙ exp(s(x₁)) with s = λ·tanh(ŝ); additive (NICE): y₂ = x₂ + t(x₁).
 
     ``net`` maps ``partition.condition(x₁)`` to t (additive) or to (ŝ, t) stacked along dim 1, each shaped like x₂.
-    ``scale_init`` is λ's initial value (the official code: 0 for checkerboard, 1 for channel-wise couplings).
+    ``scale_init`` is λ's initial value. Our s/t networks start with a zero output layer (the coupling starts at
+    the identity), so λ must start non-zero: with λ = 0 and ŝ ≡ 0, ∂s/∂λ = tanh(ŝ) = 0 and ∂s/∂ŝ = λ = 0, an exact
+    fixed point at which the coupling stays additive forever. The official code starts checkerboard λ at 0 but
+    its last layer random; we keep the zero layer and start every λ at 1 (on digits this also trained better).
     """
 
     def __init__(self, partition: nn.Module, net: nn.Module, additive: bool = False, scale_init: float = 1.0):
         super().__init__()
         self.partition, self.net, self.additive = partition, net, additive
         if not additive:
+            if scale_init == 0 and getattr(net, "starts_at_zero", False):
+                raise ValueError("scale_init = 0 with a zero-initialized s/t network never trains s (a fixed point)")
             self.s_scale = nn.Parameter(torch.tensor(float(scale_init)))
 
     def _shift_and_log_scale(self, x1):
@@ -186,6 +191,7 @@ class TwoNets(nn.Module):
     def __init__(self, s_net: nn.Module, t_net: nn.Module):
         super().__init__()
         self.s_net, self.t_net = s_net, t_net
+        self.starts_at_zero = getattr(s_net, "starts_at_zero", False)
 
     def forward(self, x):
         return torch.cat([self.s_net(x), self.t_net(x)], 1)
@@ -411,6 +417,8 @@ class MLP(nn.Sequential):
     reparametrization to every linear layer.
     """
 
+    starts_at_zero = True  # its output starts at 0: a Coupling on it refuses λ = 0 (a fixed point)
+
     def __init__(self, inputs: int, outputs: int, hidden: int, layers: int, activation: str = "relu",
                  weight_norm: bool = False):
         if activation not in ACTIVATIONS:
@@ -445,6 +453,8 @@ class ResNet(nn.Sequential):
     The official code also sums 1×1 "skip" convolutions of every block into the output; we leave them out
     (a plain ResNet, as the thesis describes it).
     """
+
+    starts_at_zero = True  # its output starts at 0: a Coupling on it refuses λ = 0 (a fixed point)
 
     def __init__(self, inputs: int, outputs: int, features: int, blocks: int, weight_norm: bool = True):
         out = _maybe_wn(nn.Conv2d(features, outputs, 1), weight_norm)
@@ -492,7 +502,8 @@ class MultiScaleFlow(nn.Module):
     ResNets have ``features`` maps at the first scale, doubled after each squeeze (the channel-wise couplings of a
     scale run after its squeeze, so they get twice the scale's maps, as in the official code). ``batch_norm`` adds
     a :class:`BatchNormFlow` after every coupling. The latent is the concatenation, in order, of the factored-out
-    parts and the last scale's output, flattened.
+    parts and the last scale's output, flattened. Every coupling starts at the identity with λ = 1 (see
+    :class:`Coupling` for why not the official code's λ = 0 on checkerboard couplings).
     """
 
     def __init__(self, shape, scales: int = 2, blocks: int = 8, features: int = 64, batch_norm: bool = True,
@@ -506,18 +517,18 @@ class MultiScaleFlow(nn.Module):
             f = features * 2 ** i
             last = i == scales - 1
 
-            def coupling(part, channels, inputs, outputs, maps, scale_init):
+            def coupling(part, channels, inputs, outputs, maps):
                 net = ResNet(inputs, 2 * outputs, maps, blocks, weight_norm)
-                return [Coupling(part, net, scale_init=scale_init)] + ([BatchNormFlow(channels)] if batch_norm else [])
+                return [Coupling(part, net, scale_init=1.0)] + ([BatchNormFlow(channels)] if batch_norm else [])
 
             mods = []
             for k in range(4 if last else 3):
-                mods += coupling(CheckerboardPartition(h, w, k % 2), c, c + 1, c, f, 0.0)
+                mods += coupling(CheckerboardPartition(h, w, k % 2), c, c + 1, c, f)
             if not last:
                 mods.append(Squeeze())
                 c, h, w = 4 * c, h // 2, w // 2
                 for k in range(3):
-                    mods += coupling(ChannelPartition(first=k % 2 == 0), c, c // 2, c // 2, 2 * f, 1.0)
+                    mods += coupling(ChannelPartition(first=k % 2 == 0), c, c // 2, c // 2, 2 * f)
                 c //= 2
                 self.factored.append((c, h, w))
             levels.append(FlowSequence(*mods))
