@@ -15,9 +15,11 @@ from scipy.stats import chisquare
 from genbench.data import build_datamodule
 from genbench.data.base import DataInfo, DataSpace
 from genbench.models import build_model
-from genbench.models.constraints import Constraints, chimera_mask, noisy_parameters, random_mask
+from genbench.models.constraints import Constraints, chimera_mask, random_mask
 import genbench.models.rbm as rbm_module
 from genbench.models.rbm import RBM, _conditional
+from genbench.nn.bernoulli import bernoulli
+from genbench.nn.rbm import noisy_parameters
 from genbench.paths import configs_dir
 
 
@@ -113,7 +115,6 @@ def test_gibbs_test_rejects_swapped_biases():
 
 
 def test_log_partition_exact_matches_enumeration():
-    pytest.importorskip("genbench.evaluation.ais")
     model = tiny_rbm(6, 9, seed=2)
     assert model.exact_partition_feasible
     assert model.log_partition_exact() == pytest.approx(exact_log_z(model.W, model.b, model.c), abs=1e-6)
@@ -121,6 +122,38 @@ def test_log_partition_exact_matches_enumeration():
     assert not big.exact_partition_feasible
     with pytest.raises(ValueError, match="AIS"):
         big.log_partition_exact()
+
+
+def test_free_energy_and_log_z_under_given_parameters():
+    """The evaluator scores noisy draws with the model's own F and log Z under the draw, not the clean parameters."""
+    model = tiny_rbm(6, 5, seed=3)
+    clean = tuple(t.detach().double() for t in (model.W, model.b, model.c))
+    W, b, c = noisy_parameters(*clean, 0.5, 0.5, generator=torch.Generator().manual_seed(1))
+    v, h = states(6), states(5)
+    neg_e = -energy(v, h, W, b, c)
+    assert torch.allclose(model.free_energy(v, (W, b, c)), -torch.logsumexp(neg_e, 1), atol=1e-10)
+    assert model.log_partition_exact((W, b, c)) == pytest.approx(torch.logsumexp(neg_e.flatten(), 0).item(), abs=1e-10)
+    assert abs(model.log_partition_exact((W, b, c)) - model.log_partition_exact()) > 0.1
+
+
+def test_bernoulli_draws_are_uniforms_below_p():
+    p = torch.linspace(0, 1, 11).expand(20_000, 11)
+    x = bernoulli(p, generator=torch.Generator().manual_seed(0))
+    assert x.dtype == p.dtype and x.shape == p.shape
+    assert (x[:, 0] == 0).all() and (x[:, -1] == 1).all()
+    assert (x.mean(0) - p[0]).abs().max() < 0.015  # 4 standard errors at p = ½
+    u = torch.rand(20_000, 11, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, (u < p).float())  # torch.rand's numbers: seeded runs reproduce
+    out = torch.empty(20_000, 11)
+    assert bernoulli(p, u, out=out) is out and torch.equal(out, x)
+
+
+def test_the_rbm_starts_at_the_clamped_base_rates():
+    """Never-on and always-on pixels get base rates 1e-3 and 1 − 1e-3 (finite visible biases ∓6.9)."""
+    info = DataInfo("t", "t", DataSpace("binary", (3,)), {}, "x", train_mean=torch.tensor([0.0, 0.25, 1.0]))
+    model = RBM(info, hidden=2)
+    assert torch.allclose(model.base_rate, torch.tensor([1e-3, 0.25, 1 - 1e-3]))
+    assert torch.allclose(model.b, torch.logit(model.base_rate)) and torch.isfinite(model.b).all()
 
 
 # -- training ---------------------------------------------------------------------------------------

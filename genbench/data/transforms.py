@@ -45,9 +45,13 @@ def binarize_splits(
     return sampled, dynamic_binarize
 
 
-def dequantize(x: torch.Tensor) -> torch.Tensor:
-    """x + u with u ~ U[0, 1)^D: integer pixels become a point in [0, levels)^D (log-det 0)."""
-    return x.float() + torch.rand_like(x, dtype=torch.float32)
+def dequantize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x + u with u ~ U[0, 1)^D: integer pixels become a point in [0, levels)^D (log-det 0).
+
+    ``u`` comes from ``generator`` (torch's global RNG if None): evaluations pass a
+    seeded one, so scoring the same model twice gives the same number.
+    """
+    return x.float() + torch.rand(x.shape, generator=generator, dtype=torch.float32, device=x.device)
 
 
 def rescale(x: torch.Tensor, scale: float, shift: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,14 +1,10 @@
-"""Partition function and likelihood of Bernoulli–Bernoulli RBMs: exact, AIS and RAISE.
+"""Partition function and likelihood of Bernoulli–Bernoulli RBMs by AIS and RAISE.
 
-Pure functions of the parameters ``(W, b, c)``, so that the RBM model, the
-evaluators and the tests share one implementation. Conventions (docs/design.md, "Estimators";
-Dumoulin's Eq. 1.32–1.35 with the biases un-swapped):
-
-* energy ``E(v, h) = −bᵀv − cᵀh − hᵀWv``; ``W`` is ``[H, V]`` (hidden × visible,
-  like scikit-learn's ``components_``), ``b`` the visible bias ``[V]``, ``c`` the
-  hidden bias ``[H]``;
-* free energy ``F(v) = −bᵀv − Σ_j softplus(c_j + W_j·v) = −log Σ_h exp(−E(v, h))``;
-* ``p(h=1|v) = σ(Wv + c)``, ``p(v=1|h) = σ(Wᵀh + b)``.
+Pure functions of the parameters ``(W, b, c)``; the free energy and the exact
+log Z they are tested against live in :mod:`genbench.nn.rbm`, with the
+conventions (docs/design.md, "Estimators"): ``E(v, h) = −bᵀv − cᵀh − hᵀWv``,
+``W`` [H, V], ``p(h=1|v) = σ(Wv + c)``, ``p(v=1|h) = σ(Wᵀh + b)``. Every
+annealing run reports its progress (:mod:`genbench.progress`).
 
 Annealing path (shared by AIS and RAISE). The base model A is an RBM with
 ``W_A = 0``, ``c_A = 0`` and visible biases ``b_A`` (the base-rate model of
@@ -47,111 +43,50 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..nn.bernoulli import base_rates, bernoulli
+from ..nn.rbm import free_energy, softplus
 from ..nn.uniforms import Uniforms
+from ..progress import Progress
 
 __all__ = [
-    "AISResult", "free_energy", "exact_log_z", "exact_log_prob", "base_rate_biases", "base_log_z",
-    "sm_schedule", "linear_schedule", "schedule", "ais_log_z", "ais_log_prob", "raise_log_prob",
+    "AISResult", "base_rate_biases", "base_log_z", "sm_schedule", "linear_schedule", "schedule",
+    "ais_log_z", "ais_log_prob", "raise_log_prob",
 ]
 
 SM_SEGMENTS = ((0.0, 1 / 1000, 0.5), (0.5, 1 / 10000, 0.9), (0.9, 1 / 100000, 1.0))
 """S&M 2008 (``demo_rbm.m``): ``beta = [0:1/1000:0.5 0.5:1/10000:0.9 0.9:1/100000:1.0]``."""
 
 
-# --------------------------------------------------------------------------- exact
-
-
-def _softplus(x: torch.Tensor) -> torch.Tensor:
-    """log(1 + eˣ) without overflow and without F.softplus's linear cut-off at x > 20
-    (a 2e-9 error per unit that an exact oracle in float64 should not carry)."""
-    return x.clamp_min(0) + torch.log1p(torch.exp(-x.abs()))
-
-
 def _as_float(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.to(device=like.device, dtype=like.dtype)
-
-
-def free_energy(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``F(v) = −bᵀv − Σ_j softplus(c_j + W_j·v)`` for a batch ``v`` [B, V] → [B].
-
-    Same sign as scikit-learn's ``BernoulliRBM._free_energy`` (``−log Σ_h e^{−E}``),
-    so ``log p(v) = −F(v) − log Z``. ``v`` may be bool/uint8; it is cast to W's dtype.
-    """
-    v = _as_float(v, W)
-    return -(v @ b) - _softplus(torch.addmm(c, v, W.t())).sum(-1)
-
-
-def _log_f_enumerated(states: torch.Tensor, W, b, c, layer: str) -> torch.Tensor:
-    """Unnormalised log-marginal of every enumerated state of one layer, the other summed out."""
-    if layer == "hidden":  # log Σ_v e^{−E(v,h)} = cᵀh + Σ_i softplus(b_i + (Wᵀh)_i)
-        return states @ c + _softplus(torch.addmm(b, states, W)).sum(-1)
-    return -free_energy(states, W, b, c)
-
-
-def exact_log_z(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, chunk: int | None = None,
-                layer: str = "auto", dtype: torch.dtype = torch.float64) -> float:
-    """Exact log Z by enumerating the smaller layer (``layer="auto"``) and summing the other out.
-
-    ``2^min(H, V)`` states in chunks of ``chunk`` rows (default: ~4M numbers per
-    buffer, so memory stays bounded whatever the size), each chunk reduced by
-    logsumexp in ``dtype`` (float64 by default: this is the oracle AIS is tested
-    against). Practical up to ~25 units in the smaller layer (2^25 states × the
-    other layer: minutes on 2 cores). ``layer="hidden"``/``"visible"`` forces the
-    enumerated layer (used by the tests to check the two agree).
-    """
-    W, b, c = (t.to(dtype) for t in (W, b, c))
-    H, V = W.shape
-    if layer == "auto":
-        layer = "hidden" if H <= V else "visible"
-    if layer not in ("hidden", "visible"):
-        raise ConfigError(f"layer must be 'auto', 'hidden' or 'visible', not {layer!r}")
-    n, other = (H, V) if layer == "hidden" else (V, H)
-    if n > 34:
-        raise ConfigError(f"exact log Z would enumerate 2^{n} states; use AIS (ais_log_z) instead")
-    total = 1 << n
-    chunk = chunk or max(1, min(total, (1 << 22) // max(1, other + n)))
-    shifts = torch.arange(n, device=W.device)
-    parts = []
-    for start in range(0, total, chunk):  # a loop over memory-bounded blocks, each fully batched
-        idx = torch.arange(start, min(start + chunk, total), device=W.device)
-        states = ((idx[:, None] >> shifts) & 1).to(dtype)
-        parts.append(torch.logsumexp(_log_f_enumerated(states, W, b, c, layer), 0))
-    return torch.logsumexp(torch.stack(parts), 0).item()
-
-
-def exact_log_prob(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
-                   log_z: float | None = None) -> torch.Tensor:
-    """Exact ``log p(v) = −F(v) − log Z`` in float64 (log Z enumerated unless given)."""
-    if log_z is None:
-        log_z = exact_log_z(W, b, c)
-    W64, b64, c64 = (t.double() for t in (W, b, c))
-    return -free_energy(v, W64, b64, c64) - log_z
 
 
 # --------------------------------------------------------------------------- base model and schedules
 
 
 def base_rate_biases(train_mean: torch.Tensor, eps: float = 0.05) -> torch.Tensor:
-    """Visible biases of the base-rate RBM, ``b_A,i = logit(p_i)`` (S&M's ``base_rate.m``).
+    """Visible biases of AIS's base-rate RBM, ``b_A,i = logit(p_i)`` (S&M's ``base_rate.m``).
 
     ``base_rate.m`` adds ``lp = 5`` "on" pseudo-counts per batch of 100 training
     cases: ``p = (count + 5·nb) / (N + 5·nb)`` = ``(mean + eps) / (1 + eps)`` with
     ``eps = 0.05``. That keeps never-on pixels finite (p ≥ eps/(1+eps)); an
     always-on pixel would get p = 1, so p is also clipped to ``1 − 1e-6`` (a bias
-    of ~13.8) rather than +inf. ``train_mean`` is the per-pixel mean [V]; a 2-D
-    tensor of training data [N, V] is averaged first.
+    of ~13.8) rather than +inf. This is the published AIS protocol, not the clamp
+    of training starts (both are :func:`genbench.nn.bernoulli.base_rates`).
+    ``train_mean`` is the per-pixel mean [V]; a 2-D tensor of training data [N, V]
+    is averaged first.
     """
     m = torch.as_tensor(train_mean, dtype=torch.float64)
     if m.ndim == 2:
         m = m.mean(0)
-    p = ((m + eps) / (1 + eps)).clamp(1e-6, 1 - 1e-6)
+    p = base_rates(m, eps=1e-6, pseudo_count=eps)
     out_dtype = train_mean.dtype if torch.is_tensor(train_mean) and train_mean.is_floating_point() else torch.float32
     return torch.logit(p).to(out_dtype)
 
 
 def base_log_z(base_b: torch.Tensor, n_hidden: int) -> float:
     """``log Z_A = Σ_i softplus(b_A,i) + H log 2``: the base RBM keeps its H (free) hidden units."""
-    return _softplus(base_b.double()).sum().item() + n_hidden * math.log(2.0)
+    return softplus(base_b.double()).sum().item() + n_hidden * math.log(2.0)
 
 
 def _matlab_colon(a: float, d: float, b: float) -> np.ndarray:
@@ -217,7 +152,7 @@ def _check_betas(betas) -> list[float]:
 # --------------------------------------------------------------------------- the annealing loop
 
 
-def _anneal(v: torch.Tensor, W, b, c, base_b, bk: list[float], generator, reverse: bool,
+def _anneal(v: torch.Tensor, W, b, c, base_b, bk: list[float], generator, reverse: bool, progress: Progress,
             wrong_beta: bool = False) -> torch.Tensor:
     """Run ``N`` chains (rows of ``v``) along the path; return ``Σ_k log f_k(y_k)/f_{k−1}(y_k)``, float64 [N].
 
@@ -225,7 +160,8 @@ def _anneal(v: torch.Tensor, W, b, c, base_b, bk: list[float], generator, revers
     ``y_{k+1} ~ T_{β_k}(y_k)`` (no transition after k = K). Reverse (RAISE):
     ``y_K = v``; at k = K..1 add the increment at ``y_k``, then ``y_{k−1} ~ T_{β_{k−1}}(y_k)``.
     Either way the transition at the current state uses ``σ(β_t x)`` with t = k
-    (forward) or k−1 (reverse), which the increment reuses. ``wrong_beta`` samples
+    (forward) or k−1 (reverse), which the increment reuses. ``progress`` advances one
+    step per temperature. ``wrong_beta`` samples
     every transition with the target's parameters (β = 1): the bug of DsysDML/rbms
     issue #6, kept only so the tests can show they catch it.
 
@@ -267,15 +203,16 @@ def _anneal(v: torch.Tensor, W, b, c, base_b, bk: list[float], generator, revers
                 logw.add_(e.sum(1), alpha=math.copysign(1.0, delta))
             else:  # coarse steps: the plain difference is accurate and cannot hit log1p(−1)
                 logw.add_(F.softplus(bk[k] * x).sum(1) - F.softplus(bk[k - 1] * x).sum(1))
+        progress.update()
         if k == (1 if reverse else K):
             break
         bs = 1.0 if wrong_beta else bt
         ph = torch.sigmoid(x) if wrong_beta else p
         uniforms.fill(u)
-        torch.lt(uh, ph, out=h)
+        bernoulli(ph, uh, out=h)
         torch.add(base_b, db, alpha=bs, out=bias)  # (1−β) b_A + β b
         torch.addmm(bias, h, Wc, alpha=bs, out=y).sigmoid_()  # σ(β(Wᵀh + b) + (1−β) b_A)
-        torch.lt(uv, y, out=v)
+        bernoulli(y, uv, out=v)
     return logw
 
 
@@ -318,23 +255,25 @@ class AISResult:
 
 def ais_log_z(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, base_b: torch.Tensor | None = None,
               betas: Sequence[float] | torch.Tensor | None = None, n_runs: int = 100,
-              generator: torch.Generator | None = None, _debug_wrong_beta: bool = False) -> AISResult:
+              generator: torch.Generator | None = None, label: str = "AIS log Z",
+              _debug_wrong_beta: bool = False) -> AISResult:
     """Estimate log Z of the RBM ``(W, b, c)`` by AIS from the base RBM with visible biases ``base_b``.
 
     ``base_b`` defaults to 0 (uniform base), ``betas`` to :func:`sm_schedule`. All
     ``n_runs`` chains advance as one [n_runs, V] batch; the only Python loop is
     over temperatures. E[w] = Z/Z_A exactly, so by Jensen log Ẑ is stochastically
     an *under*-estimate of log Z and the resulting test log-probabilities are
-    optimistic (RAISE gives the conservative side). ``_debug_wrong_beta`` is a
-    test hook that reproduces a known bug (transitions at β = 1); never use it.
+    optimistic (RAISE gives the conservative side). ``label`` names the run in the
+    progress display. ``_debug_wrong_beta`` is a test hook that reproduces a known
+    bug (transitions at β = 1); never use it.
     """
     H, V = W.shape
     base_b = torch.zeros(V, dtype=W.dtype, device=W.device) if base_b is None else _as_float(base_b, W)
     bk = _check_betas(sm_schedule() if betas is None else betas)
-    u = torch.rand(n_runs, V, generator=generator, dtype=W.dtype, device=W.device)
-    v0 = (u < torch.sigmoid(base_b)).to(W.dtype)  # exact sample of the base model's visibles
-    with torch.no_grad():
-        logw = _anneal(v0, W, b, c, base_b, bk, generator, reverse=False, wrong_beta=_debug_wrong_beta)
+    v0 = bernoulli(torch.sigmoid(base_b).expand(n_runs, V), generator=generator)  # exact draws of the base model
+    with torch.no_grad(), Progress(f"{label} ({len(bk)} temperatures, {n_runs} runs)", len(bk) - 1) as progress:
+        logw = _anneal(v0, W, b, c, base_b, bk, generator, reverse=False, progress=progress,
+                       wrong_beta=_debug_wrong_beta)
     lz_a = base_log_z(base_b, H)
     log_mean, log_se = _log_mean_exp(logw)
     lm, ls = log_mean.item(), log_se.item()
@@ -362,7 +301,7 @@ def ais_log_prob(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Ten
 def raise_log_prob(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.Tensor,
                    base_b: torch.Tensor | None = None, betas: Sequence[float] | torch.Tensor | None = None,
                    n_runs: int = 10, generator: torch.Generator | None = None,
-                   max_chains: int = 10_000) -> tuple[torch.Tensor, torch.Tensor]:
+                   max_chains: int = 10_000, label: str = "RAISE") -> tuple[torch.Tensor, torch.Tensor]:
     """RAISE (Burda, Grosse & Salakhutdinov 2015): a conservative estimate of log p(v) per test example.
 
     The annealing path defines a tractable *generative* model ``p_fwd``: draw
@@ -390,7 +329,8 @@ def raise_log_prob(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.T
     derivation holds for any transitions reversible w.r.t. ``f_k``). Returns
     ``(log p̂ [B], std error [B])``, float64, the std error by the delta method
     (``se(ŵ)/mean(ŵ)``). The B × n_runs chains run as one batch, in groups of at
-    most ``max_chains`` chains (whole examples) to bound memory.
+    most ``max_chains`` chains (whole examples) to bound memory; ``label`` names
+    the run in the progress display.
     """
     H, V = W.shape
     base_b = torch.zeros(V, dtype=W.dtype, device=W.device) if base_b is None else _as_float(base_b, W)
@@ -400,11 +340,12 @@ def raise_log_prob(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.T
     lz_a = base_log_z(base_b, H)
     per_group = max(1, max_chains // n_runs)
     means, ses = [], []
-    with torch.no_grad():
+    steps = -(-B // per_group) * (len(bk) - 1)
+    with torch.no_grad(), Progress(f"{label} ({B} examples × {n_runs} runs, {len(bk)} temperatures)", steps) as progress:
         for i in range(0, B, per_group):  # memory-bounded groups of whole examples, each one batch
             vg = v[i : i + per_group]
             chains = vg.repeat_interleave(n_runs, 0)
-            rev = _anneal(chains, W, b, c, base_b, bk, generator, reverse=True).view(-1, n_runs)
+            rev = _anneal(chains, W, b, c, base_b, bk, generator, reverse=True, progress=progress).view(-1, n_runs)
             neg_f = -free_energy(vg, W.double(), b.double(), c.double())
             log_w = neg_f[:, None] - lz_a - rev
             lm, ls = _log_mean_exp(log_w, dim=1)

@@ -1,14 +1,18 @@
 """Test-set likelihood in nats and bits/dim, with the best estimator a model offers.
 
 Order of preference (:data:`ESTIMATORS`): ``log_prob`` (exact) → an energy
-model's ``free_energy`` with log Z exact by enumeration when small, else by AIS
-(an estimate, optimistic in expectation; RAISE's NLL beside it on request,
-conservative only for data drawn from the model, so labelled an estimate) → ``log_prob_bound(x, k)`` (a stochastic lower bound on log p, hence
-an upper bound on the NLL). Every record names the estimator it used.
+model's own ``free_energy`` with log Z by its own enumeration when small, else by
+AIS (an estimate, optimistic in expectation; RAISE's NLL beside it on request,
+conservative only for data drawn from the model, so labelled an estimate; both
+only for a Bernoulli–Bernoulli RBM's free energy) → ``log_prob_bound(x, k)`` (a
+stochastic lower bound on log p, hence an upper bound on the NLL). Every record
+names the estimator it used. The pass over the test set shows its progress
+(:mod:`genbench.progress`).
 
 Data spaces (docs/design.md, "Data spaces"): on binary data the NLL is a pmf's, and bits/dim =
 NLL / (D ln 2). On discrete (8-bit) data a continuous density is scored on the
-dequantized x + u, u ~ U[0,1)^D, in pixel units on [0, levels)^D (the model
+dequantized x + u, u ~ U[0,1)^D (from the settings' ``seed``, so that the same
+model always scores the same noise), in pixel units on [0, levels)^D (the model
 converts its own rescaling/logit with their log-dets), which upper-bounds the
 discrete NLL; a model with ``discrete_log_prob = True`` is scored on the
 integers directly. On continuous data only nats are reported, beside the true
@@ -24,12 +28,28 @@ import torch
 
 from ..data.base import DataInfo
 from ..data.transforms import bits_per_dim, dequantize
+from ..errors import GenbenchError
+from ..nn.bernoulli import bernoulli
+from ..nn.rbm import free_energy as rbm_free_energy
+from ..nn.rbm import noisy_parameters
+from ..progress import Progress
+from .ais import ais_log_z, base_rate_biases, raise_log_prob, schedule, sm_schedule
 from .records import Result, mean_and_std_error
 
+DEQUANTIZATION_SEED = 0
+"""Seed of the dequantization noise when ``seed`` is null: a re-evaluation scores the same noise."""
 
-def _per_example(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor, batch_size: int) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([fn(data[i : i + batch_size].float()).detach().double().cpu() for i in range(0, len(data), batch_size)])
+
+def _per_example(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor, batch_size: int,
+                 label: str) -> torch.Tensor:
+    """``fn`` on batches of ``data``, as one float64 [N] on the CPU; progress shown per example (a bound with
+    k = 5,000 importance samples takes minutes)."""
+    out = []
+    with torch.no_grad(), Progress(f"{label} on {len(data)} examples", len(data)) as progress:
+        for i in range(0, len(data), batch_size):
+            out.append(fn(data[i : i + batch_size].float()).detach().double().cpu())
+            progress.update(len(out[-1]))
+    return torch.cat(out)
 
 
 @dataclass
@@ -58,8 +78,6 @@ def _is_energy_model(model) -> bool:
 
 def _energy_draws(model, settings) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The RBM's parameters, or ``draws`` noisy copies of them ("expected AIS", Dumoulin §3.4)."""
-    from ..models.constraints import noisy_parameters
-
     W, b, c = (t.detach() for t in (model.W, model.b, model.c))
     noise = settings.get("parameter_noise") or {}
     sw, sb = float(noise.get("sigma_w", 0.0)), float(noise.get("sigma_b", 0.0))
@@ -70,41 +88,71 @@ def _energy_draws(model, settings) -> list[tuple[torch.Tensor, torch.Tensor, tor
             for _ in range(int(noise.get("draws", 5)))]
 
 
-def _ais_settings(settings) -> tuple[torch.Tensor, int, str]:
-    from .ais import schedule, sm_schedule
+def _schedule(betas) -> torch.Tensor:
+    """``sm2008`` (S&M's 14,503 temperatures) or a count of temperatures with the same three-segment shape."""
+    return sm_schedule() if betas == "sm2008" else schedule(int(betas))
 
-    ais = settings.get("ais") or {}
-    betas = ais.get("betas", "sm2008")
-    return (sm_schedule() if betas == "sm2008" else schedule(int(betas))), int(ais.get("runs", 100)), str(betas)
+
+def _require_rbm_free_energy(model, data: torch.Tensor, params: tuple[torch.Tensor, ...]) -> None:
+    """Refuse AIS and RAISE for an energy model whose own free energy is not the Bernoulli–Bernoulli RBM's.
+
+    Both anneal to the RBM (W, b, c), so for any other energy they would estimate
+    another model's log Z, silently. Checked on the first 100 test examples and 100
+    uniformly random binary vectors (fixed seed): a changed energy (an extra term,
+    other units) shows there before minutes of annealing.
+    """
+    W = params[0]
+    x = data[:100].flatten(1).to(W)
+    coins = bernoulli(torch.full((100, x.shape[1]), 0.5, dtype=W.dtype), generator=torch.Generator().manual_seed(0))
+    x = torch.cat([x, coins.to(W)])
+    own, rbm = model.free_energy(x, params), rbm_free_energy(x, *params)
+    gap = (own - rbm).abs().max().item()
+    if not gap <= 1e-6 * (1 + rbm.abs().max().item()):
+        raise GenbenchError(
+            f"AIS and RAISE anneal to the Bernoulli–Bernoulli RBM of {type(model).__name__}'s W, b, c, but its free_energy "
+            f"differs from that RBM's (by up to {gap:.3g} nats), so they would estimate another model's log Z. Give it an "
+            f"exact log Z (exact_partition_feasible and log_partition_exact(params)) or a likelihood of its own (log_prob).")
 
 
 def _energy(model, data, info, settings) -> Prepared:
-    """RBMs: log p = −F(v) − log Z, log Z exact by enumeration when small, else by AIS (optionally RAISE beside)."""
-    from .ais import ais_log_z, base_rate_biases, exact_log_z, free_energy, raise_log_prob
+    """Energy models: log p = −F(v) − log Z with the model's own ``free_energy`` (under each parameter draw).
 
+    log Z is the model's own ``log_partition_exact(params)`` when it is feasible,
+    else AIS (optionally RAISE beside), which need the Bernoulli–Bernoulli RBM's
+    free energy (:func:`_require_rbm_free_energy`). Scores are computed in float64.
+    """
     draws = _energy_draws(model, settings)
+    draws64 = [tuple(t.double() for t in p) for p in draws]
     exact = bool(getattr(model, "exact_partition_feasible", False))
-    betas, runs, schedule_name = _ais_settings(settings)
+    ais = settings.get("ais") or {}
+    betas, runs = _schedule(ais.get("betas", "sm2008")), int(ais.get("runs", 100))
+    raise_cfg = settings.get("raise") or {}
+    validate = bool(settings.get("validate_ais")) and exact and len(draws) == 1
+    raise_runs = int(raise_cfg.get("runs", 0)) if len(draws) == 1 else 0
+    if not exact or validate or raise_runs:
+        _require_rbm_free_energy(model, data, draws64[0])
     base_b = base_rate_biases(info.train_mean.flatten().to(draws[0][0])) if info.train_mean is not None else None
-    gen = torch.Generator(device=draws[0][0].device).manual_seed(int((settings.get("ais") or {}).get("seed", 0)))
+    gen = torch.Generator(device=draws[0][0].device).manual_seed(int(ais.get("seed", 0)))
+    ais_name = str(ais.get("betas", "sm2008"))
+    ais_used = {"log_z": f"AIS ({ais_name} schedule, {len(betas)} betas, {runs} runs, base-rate model)"}
     log_zs, ais_results = [], []
-    for W, b, c in draws:
+    for i, (params, params64) in enumerate(zip(draws, draws64)):
         if exact:
-            log_zs.append(exact_log_z(W, b, c))
+            log_zs.append(model.log_partition_exact(params64))
         else:
-            res = ais_log_z(W, b, c, base_b, betas, n_runs=runs, generator=gen)
+            label = "AIS log Z" + (f", noise draw {i + 1}/{len(draws)}" if len(draws) > 1 else "")
+            res = ais_log_z(*params, base_b, betas, n_runs=runs, generator=gen, label=label)
             ais_results.append(res)
             log_zs.append(res.log_z)
 
     def log_prob(x):
-        x = x.flatten(1).to(draws[0][0])
-        return torch.stack([-free_energy(x, W.double(), b.double(), c.double()) - lz
-                            for (W, b, c), lz in zip(draws, log_zs)]).mean(0)
+        return torch.stack([-model.free_energy(x, p) - lz for p, lz in zip(draws64, log_zs)]).mean(0)
 
     kind = "exact" if exact and len(draws) == 1 else "estimate"
-    used = {"log_z": "exact enumeration" if exact else f"AIS ({schedule_name} schedule, {len(betas)} betas, {runs} runs, base-rate model)"}
+    used = {"log_z": "exact enumeration"} if exact else ais_used
     if len(draws) > 1:
-        used["parameter_noise"] = {**settings["parameter_noise"], "draws": len(draws), "average": "NLL averaged over noise draws"}
+        used = {**used, "parameter_noise": {**settings["parameter_noise"], "draws": len(draws),
+                                            "average": "NLL averaged over noise draws"}}
     prepared = Prepared(log_prob, kind, used)
     lz_mean = sum(log_zs) / len(log_zs)
     if ais_results and len(draws) == 1:
@@ -114,10 +162,8 @@ def _energy(model, data, info, settings) -> Prepared:
                                        interval=(res.log_z_low, res.log_z_high), n=runs, settings={**used, "interval": "±3σ (S&M 2008)"}))
     else:
         prepared.records.append(Result("log_z", lz_mean, "nats", kind, n=len(draws), settings=used))
-    if settings.get("validate_ais") and exact and len(draws) == 1:
-        W, b, c = draws[0]
-        res = ais_log_z(W, b, c, base_b, betas, n_runs=runs, generator=gen)
-        ais_used = {"log_z": f"AIS ({schedule_name} schedule, {len(betas)} betas, {runs} runs, base-rate model)"}
+    if validate:
+        res = ais_log_z(*draws[0], base_b, betas, n_runs=runs, generator=gen, label="AIS log Z (validation)")
         err = res.log_z - log_zs[0]
         prepared.records += [
             Result("log_z_ais", res.log_z, "nats", "estimate", std_error=res.std_error, interval=(res.log_z_low, res.log_z_high),
@@ -126,18 +172,18 @@ def _energy(model, data, info, settings) -> Prepared:
                    n=runs, settings={**ais_used, "what": "AIS log Z minus exact log Z; the interval is AIS's ±3σ",
                                      "within_interval": bool(res.log_z_low <= log_zs[0] <= res.log_z_high)}),
         ]
-    raise_cfg = settings.get("raise") or {}
-    if int(raise_cfg.get("runs", 0)) > 0 and len(draws) == 1:
+    if raise_runs:
         W, b, c = draws[0]
         n = int(raise_cfg.get("examples", 1000))
-        r_betas = _ais_settings({"ais": {"betas": raise_cfg.get("betas", len(betas))}})[0]
+        r_name = raise_cfg.get("betas")  # None: the schedule of the AIS it is paired with
+        r_betas, r_name = (betas, ais_name) if r_name is None else (_schedule(r_name), str(r_name))
         subset = data[:n].flatten(1).to(W)
-        logp, _ = raise_log_prob(subset, W, b, c, base_b, r_betas, n_runs=int(raise_cfg["runs"]), generator=gen)
+        logp, _ = raise_log_prob(subset, W, b, c, base_b, r_betas, n_runs=raise_runs, generator=gen)
         same = log_prob(subset).cpu()  # the main estimator on the same examples, for a paired sandwich
         raise_settings = {"estimator": "RAISE (Burda, Grosse & Salakhutdinov 2015): a stochastic upper bound on the NLL of "
                                        "the annealing model p_fwd, conservative for the RBM only for data drawn from it "
                                        "(ais-validation measured it 1.0 nat below the exact NLL on real MNIST)",
-                          "n_betas": len(r_betas), "n_runs": int(raise_cfg["runs"]), "test_examples": len(logp)}
+                          "schedule": r_name, "n_betas": len(r_betas), "n_runs": raise_runs, "test_examples": len(logp)}
         def record(metric, values, estimator, extra):
             mean, se = mean_and_std_error(values)
             return Result(metric, mean, "nats", estimator, std_error=se, n=len(values), settings=extra)
@@ -174,12 +220,17 @@ def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "
         return []
     space = info.space
     dequantized = space.kind == "discrete" and not getattr(model, "discrete_log_prob", False)
+    seed = DEQUANTIZATION_SEED if settings.get("seed") is None else int(settings["seed"])
+    noise = torch.Generator(device=data.device).manual_seed(seed)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             prepared = ESTIMATORS[name][1](model, data, info, settings)
-        values = _per_example(lambda x: -prepared.log_prob(dequantize(x) if dequantized else x), data, batch_size)
+        k = prepared.settings.get("k")
+        label = f"NLL ({name}{f', k={k}' if k else ''})"
+        values = _per_example(lambda x: -prepared.log_prob(dequantize(x, noise) if dequantized else x), data,
+                              batch_size, label)
     finally:
         model.train(was_training)
     kind = prepared.kind
@@ -187,7 +238,7 @@ def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "
         kind = "upper bound"  # E_u[-log p(x+u)] bounds the discrete NLL from above; one draw per example
     common = dict(estimator=kind, n=len(values), split=split, data=info.variant,
                   settings={"estimator": name, **prepared.settings,
-                            **({"dequantization": "uniform, 1 draw"} if dequantized else {})})
+                            **({"dequantization": f"uniform, 1 draw, seed {seed}"} if dequantized else {})})
     finite = torch.isfinite(values)
     if not finite.all():
         common["settings"]["non_finite"] = int((~finite).sum())

@@ -19,6 +19,7 @@ import torch
 
 from ..data.base import DataInfo
 from ..errors import ConfigError
+from ..nn.bernoulli import bernoulli
 
 
 class TrueMixture(L.LightningModule):
@@ -74,7 +75,7 @@ class MixtureOfBernoullis(L.LightningModule):
 
     def sample(self, n: int) -> torch.Tensor:
         k = torch.multinomial(self.log_weights.exp(), n, replacement=True)
-        return torch.bernoulli(self.mu[k]).reshape(n, *self.shape)
+        return bernoulli(self.mu[k]).reshape(n, *self.shape)
 
     def log_prior(self) -> torch.Tensor:
         """log Beta(1+a, 1+a) density of the means, up to a constant (the MAP term EM increases)."""

@@ -14,8 +14,9 @@ on the RBM's own ``W`` [H, V], ``b`` [V], ``c`` [H] (E(v,h) = −bᵀv − cᵀh
   per chain per Gibbs step, added to ``c`` for the h-half-step and to ``b``
   for the v-half-step (the RBM's sampler does this). Noise is never added to
   weights a connectivity mask removed (those couplers do not exist).
-  :func:`noisy_parameters` is the one-draw version for evaluators ("expected
-  AIS computed by Monte Carlo": draw, score the perturbed RBM, average).
+  :func:`genbench.nn.rbm.noisy_parameters` is the one-draw version for
+  evaluators ("expected AIS computed by Monte Carlo": draw, score the
+  perturbed RBM, average).
 * **Magnitude limits** (§3.6): every parameter is clipped to [−t, t] after
   every update (:func:`clip_`). Noise is added after clipping, so a noisy
   weight may exceed t, as a realised coupler would.
@@ -130,26 +131,6 @@ class Constraints:
 # ---------------------------------------------------------------------------------------------
 # noise
 # ---------------------------------------------------------------------------------------------
-
-
-def noisy_parameters(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, sigma_w: float, sigma_b: float,
-                     generator: torch.Generator | None = None, mask: torch.Tensor | None = None,
-                     chains: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One draw of the noisy sampler's parameters: (W + σ_w ε_W, b + σ_b ε_b, c + σ_b ε_c).
-
-    For "expected AIS" (thesis §3.4): draw, estimate the perturbed RBM's NLL,
-    average over draws. ``mask`` keeps removed weights at zero. With
-    ``chains=n`` the biases get one draw per chain ([n, V], [n, H]; they
-    broadcast in ``addmm``), for a batch of chains that each see their own bias noise.
-    """
-    def randn(shape, like):
-        return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
-
-    eps = randn(W.shape, W)
-    if mask is not None:
-        eps = eps * mask
-    lead = () if chains is None else (chains,)
-    return (W + sigma_w * eps, b + sigma_b * randn((*lead, *b.shape), b), c + sigma_b * randn((*lead, *c.shape), c))
 
 
 class WeightNoise:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ..data.base import DataInfo, DataSpace
 from ..errors import ConfigError
 from ..nn.adversarial import ALI_TABLES, build_networks, output_activation
+from ..nn.bernoulli import base_rates
 from ..nn.blocks import init_normal_
 
 GENERATOR_LOSSES = ("non_saturating", "minimax")
@@ -129,8 +130,9 @@ class Adversarial(L.LightningModule):
 
     @torch.no_grad()
     def _init_output_bias(self, train_mean: torch.Tensor) -> None:
-        """The ALI code's decoder output bias: the log-odds of the training pixel means (in the sigmoid's [0, 1])."""
-        p = self.scale.to_model(train_mean.reshape(self.shape)).clamp(1e-3, 1 - 1e-3)
+        """The ALI code's decoder output bias: the log-odds of the training pixel means (in the sigmoid's [0, 1]),
+        i.e. the decoder starts at the base-rate model."""
+        p = base_rates(self.scale.to_model(train_mean.reshape(self.shape)))
         self.decoder.net[-1][1].bias.copy_(torch.logit(p))
 
     # -- what subclasses define ----------------------------------------------------------------------------------------

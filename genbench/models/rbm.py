@@ -1,6 +1,6 @@
 """Binary restricted Boltzmann machine trained by CD-k or PCD-k (Dumoulin 2018, §1.4 and Ch. 3).
 
-Conventions (shared with :mod:`genbench.evaluation.ais`):
+Conventions (those of :mod:`genbench.nn.rbm`, shared with the evaluators):
 
 * E(v, h) = −bᵀv − cᵀh − hᵀWv with ``W`` [H, V], visible bias ``b`` [V],
   hidden bias ``c`` [H] (thesis Eq. 1.32; its Eq. 1.35 swaps the biases, Eq. 1.34 is right);
@@ -24,8 +24,8 @@ update runs h → v → h k times under the current parameters, and p(h | v) of
 the last half-step is both the negative statistic and the distribution of
 the next state, so PCD-1 costs five [B×V×H] matrix products (one positive
 phase, two Gibbs half-steps, two for the gradient), not six. Bernoulli draws
-use ``uniform < p`` written into the uniform buffer (about 4× faster than
-``torch.bernoulli`` on CPU). Nothing per step touches Python beyond a few
+are :func:`genbench.nn.bernoulli.bernoulli` (``uniform < p``, about 4× faster
+than ``torch.bernoulli`` on CPU). Nothing per step touches Python beyond a few
 tensor calls; metrics are logged every ``trainer.log_every_n_steps`` steps only.
 
 Constraints (noise, clipping, masks) are those of :mod:`.constraints`; the
@@ -36,7 +36,9 @@ noise per chain per Gibbs step.
 Likelihood. An RBM's log-likelihood needs log Z: :meth:`log_partition_exact`
 (enumeration, when min(H, V) ≤ 20) or AIS in :mod:`genbench.evaluation.ais`.
 The class deliberately has no ``log_prob``: the likelihood evaluator chooses
-the estimator and says which one it used.
+the estimator and says which one it used, and scores with :meth:`free_energy`
+and :meth:`log_partition_exact` under the parameters it chooses (the clean
+ones, or noisy draws for "expected AIS").
 """
 
 from __future__ import annotations
@@ -46,18 +48,18 @@ import warnings
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import DataInfo
 from ..errors import ConfigError
+from ..nn import rbm as rbm_math
+from ..nn.bernoulli import base_rates, bernoulli
 from ..nn.uniforms import Uniforms
 from .constraints import Constraints, WeightNoise, clip_
 
 LR_SCHEDULES = ("constant", "linear_decay")
 VISIBLE_BIAS_INITS = ("train_mean", "zero")
 MATMUL_DTYPES = {None: None, "float32": None, "bfloat16": torch.bfloat16}
-BASE_RATE_EPS = 1e-3  # base rates clamped to [ε, 1−ε]: a pixel never on still gets a finite bias
 
 
 def native_bfloat16(device: torch.device) -> bool:
@@ -68,12 +70,6 @@ def native_bfloat16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def _bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A {0,1} sample of probabilities ``p`` (float, same shape): u < p, written into u's buffer."""
-    u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
-    return torch.lt(u, p, out=u)
 
 
 def _conditional(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, sigma_b: float = 0.0,
@@ -137,7 +133,7 @@ class RBM(L.LightningModule):
         visible = info.dim
 
         mean = info.train_mean.flatten().float() if info.train_mean is not None else torch.full((visible,), 0.5)
-        self.register_buffer("base_rate", mean.clamp(BASE_RATE_EPS, 1 - BASE_RATE_EPS))
+        self.register_buffer("base_rate", base_rates(mean))
         self.W = nn.Parameter(torch.randn(hidden, visible) * init_std)
         self.b = nn.Parameter(torch.logit(self.base_rate) if init_visible_bias == "train_mean" else torch.zeros(visible))
         self.c = nn.Parameter(torch.zeros(hidden))
@@ -151,9 +147,9 @@ class RBM(L.LightningModule):
         self.apply_constraints(count=False)
 
         if persistent:  # fantasy particles: v from the base rates, h ~ p(h | v); the state carried is h
-            chain_v = _bernoulli(self.base_rate.expand(n_chains, visible).contiguous())
+            chain_v = bernoulli(self.base_rate.expand(n_chains, visible))
             self.register_buffer("chain_v", chain_v)
-            self.register_buffer("chain_h", _bernoulli(_conditional(chain_v, self.W.detach().T, self.c.detach())))
+            self.register_buffer("chain_h", bernoulli(_conditional(chain_v, self.W.detach().T, self.c.detach())))
 
     # -- the model ---------------------------------------------------------------------------
     @property
@@ -167,10 +163,14 @@ class RBM(L.LightningModule):
     def _flat(self, v: torch.Tensor) -> torch.Tensor:
         return v.reshape(v.shape[0], -1).to(self.W.dtype)
 
-    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
-        """F(v) = −bᵀv − Σ_j softplus(c_j + W_j·v), [B]; log p(v) = −F(v) − log Z (clean parameters)."""
-        v = self._flat(v)
-        return -(v @ self.b) - F.softplus(torch.addmm(self.c, v, self.W.T)).sum(1)
+    def free_energy(self, v: torch.Tensor, params: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """F(v) = −bᵀv − Σ_j softplus(c_j + W_j·v), [B], so log p(v) = −F(v) − log Z.
+
+        Under the clean parameters, or under ``params`` = (W, b, c) (in their dtype),
+        the evaluator's way to score noisy draws with this model's own free energy.
+        """
+        W, b, c = (self.W, self.b, self.c) if params is None else params
+        return rbm_math.free_energy(v.reshape(v.shape[0], -1), W, b, c)
 
     def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
         """p(h=1 | v) = σ(Wv + c), [B, H] (clean parameters)."""
@@ -192,7 +192,7 @@ class RBM(L.LightningModule):
         The biases are returned clean because their noise (σ_b =
         ``constraints.noise.sigma_b``) is redrawn per chain per Gibbs step by
         the sampler itself; an evaluator that wants one noisy RBM per
-        Monte-Carlo draw uses :func:`genbench.models.constraints.noisy_parameters`.
+        Monte-Carlo draw uses :func:`genbench.nn.rbm.noisy_parameters`.
         """
         W, b, c = self.W.detach(), self.b.detach(), self.c.detach()
         noise = self.constraints.noise
@@ -215,8 +215,8 @@ class RBM(L.LightningModule):
         W, b, c, sigma_b = self._sampler(noisy)
         Wt, h = W.T, None
         for _ in range(steps):
-            h = _bernoulli(_conditional(v, Wt, c, sigma_b, generator), generator)
-            v = _bernoulli(_conditional(h, W, b, sigma_b, generator), generator)
+            h = bernoulli(_conditional(v, Wt, c, sigma_b, generator), generator=generator)
+            v = bernoulli(_conditional(h, W, b, sigma_b, generator), generator=generator)
         return v, h
 
     @torch.no_grad()
@@ -230,7 +230,7 @@ class RBM(L.LightningModule):
         return self._run(self._flat(v), steps, noisy, generator)[0].reshape(v.shape)
 
     def _start(self, n: int, generator=None) -> torch.Tensor:
-        return _bernoulli(self.base_rate.expand(n, self.visible).contiguous(), generator)
+        return bernoulli(self.base_rate.expand(n, self.visible), generator=generator)
 
     @torch.no_grad()
     def sample(self, n: int, steps: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -252,13 +252,12 @@ class RBM(L.LightningModule):
         return min(self.hidden, self.visible) <= self.max_exact_units
 
     @torch.no_grad()
-    def log_partition_exact(self) -> float:
-        """log Z of the clean parameters, by ``genbench.evaluation.ais.exact_log_z`` (enumerates the smaller layer)."""
+    def log_partition_exact(self, params: tuple[torch.Tensor, ...] | None = None) -> float:
+        """log Z of the clean parameters or of ``params`` = (W, b, c), enumerating the smaller layer in float64."""
         if not self.exact_partition_feasible:
             raise ConfigError(f"exact log Z needs min(H, V) ≤ {self.max_exact_units}, this RBM is {self.hidden}×{self.visible}; use AIS")
-        from ..evaluation.ais import exact_log_z
-
-        return exact_log_z(self.W.detach(), self.b.detach(), self.c.detach())
+        W, b, c = (self.W, self.b, self.c) if params is None else params
+        return rbm_math.exact_log_z(W.detach(), b.detach(), c.detach())
 
     # -- training --------------------------------------------------------------------------------
     @property
@@ -274,14 +273,14 @@ class RBM(L.LightningModule):
         v = self._flat(batch)
         if self._uniforms is None:
             self._uniforms = Uniforms(None, v.dtype, v.device)
-        bernoulli = self._uniforms.bernoulli
+        u = self._uniforms.like  # the fast uniforms of every draw below
         W, c = self._for_products(self.W.detach()), self.c.detach()
         hp = _conditional(v, W.T, c)  # positive phase, with the clean (digital) parameters
-        h_pos = hp if self.mean_field_positive else bernoulli(hp)
+        h_pos = hp if self.mean_field_positive else bernoulli(hp, u(hp))
         if self.persistent:
             h = self.chain_h
         else:
-            h = bernoulli(hp) if self.mean_field_positive else h_pos
+            h = bernoulli(hp, u(hp)) if self.mean_field_positive else h_pos
 
         if self.noise_in_training:
             Ws, bs, cs, sigma_b = self._sampler(True)
@@ -290,10 +289,11 @@ class RBM(L.LightningModule):
             Ws, bs, cs, sigma_b = W, self.b.detach(), c, 0.0
         Wst = Ws.T
         for step in range(self.k):
-            vn = bernoulli(_conditional(h, Ws, bs, sigma_b))
+            pv = _conditional(h, Ws, bs, sigma_b)
+            vn = bernoulli(pv, u(pv))
             hn = _conditional(vn, Wst, cs, sigma_b)
             if self.persistent or step < self.k - 1:
-                h = bernoulli(hn)
+                h = bernoulli(hn, u(hn))
         if self.persistent:
             self.chain_h.copy_(h)
             self.chain_v.copy_(vn)

@@ -7,7 +7,7 @@ import torch
 
 
 class Uniforms:
-    """Fills buffers with U[0, 1) numbers; ``bernoulli(p)`` draws {0, 1} with probabilities p.
+    """Fills buffers with U[0, 1) numbers, e.g. for :func:`genbench.nn.bernoulli.bernoulli`.
 
     On CPU, torch's ``rand`` (mt19937, serial) costs ~2.7 ns a number: a third of an
     AIS step at 784×500 with 100 runs, where each step needs 128k of them, and ~10%
@@ -32,7 +32,6 @@ class Uniforms:
         words = torch.from_numpy(self.bits.random_raw((n + 1) // 2)).view(torch.int32)[:n]
         return torch.mul(words.bitwise_and_(0xFFFFFF).view(out.shape), 2.0**-24, out=out)
 
-    def bernoulli(self, p: torch.Tensor) -> torch.Tensor:
-        """A {0, 1} sample of probabilities ``p`` (same shape and dtype): u < p, written into u's buffer."""
-        u = self.fill(torch.empty_like(p))
-        return torch.lt(u, p, out=u)
+    def like(self, p: torch.Tensor) -> torch.Tensor:
+        """A new tensor of U[0, 1) numbers with p's shape, dtype and device."""
+        return self.fill(torch.empty_like(p))
