@@ -39,7 +39,7 @@ bench: $(STAMP)
 # every table at smoke scale (tables on MNIST need it in datasets/: `make data-link` or GENBENCH_DATA)
 tables-smoke: $(STAMP)
 	@for t in $(TABLES); do echo "== $$t"; $(BIN)/genbench table $$t --scale smoke > /dev/null || exit 1; done
-	@echo "written: results/tables/*.md"
+	@echo "written: results/tables/*/smoke.md (index: results/tables/README.md)"
 
 tables-paper: $(STAMP)
 	@for t in $(filter-out demo,$(TABLES)); do echo "== $$t"; $(BIN)/genbench table $$t --scale paper > /dev/null || exit 1; done

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 USAGE = __doc__
@@ -65,7 +66,7 @@ def cmd_train(args: list[str]) -> int:
     from omegaconf import OmegaConf
 
     from . import paths
-    from .runs import config_hash, train_and_evaluate
+    from .runs import claim_run, config_hash, read_record, train_and_evaluate
 
     if "-m" not in args and "--multirun" not in args:
         check_overrides([a for a in args if not a.startswith("-") and not a.startswith("hydra")])
@@ -75,7 +76,14 @@ def cmd_train(args: list[str]) -> int:
     def task(cfg):
         config = OmegaConf.to_container(cfg, resolve=True)
         run_id = f"{config['name']}--s{config['seed']}--{config_hash(config)[:8]}"
-        rec = train_and_evaluate(config, paths.results_dir("runs", "train", f"{run_id}.json"), run_id)
+        path = paths.results_dir("runs", "train", f"{run_id}.json")
+        claim, began = claim_run(path), time.time()
+        if not claim.acquire(wait=False):
+            print(f"run {run_id} is being trained by {claim.holder() or 'another process'}; waiting for it")
+        with claim:  # a run trained meanwhile by the process we waited for is reported, not trained again
+            old = read_record(path)
+            meanwhile = old is not None and path.stat().st_mtime >= began and old.get("status") != "interrupted"
+            rec = old if meanwhile else train_and_evaluate(config, path, run_id)
         report(rec)
         if rec["status"] != "finished":
             status["code"] = 1
@@ -169,8 +177,10 @@ def cmd_table(args: list[str]) -> int:
     p.add_argument("--render-only", action="store_true", help="run nothing; write the table from the runs done so far")
     p.add_argument("--rows", default=None, help="run only the rows whose label contains this text")
     p.add_argument("--seeds", default=None, type=_seed_list, help="run only these seeds, e.g. 0 or 0,1")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write this render even if the one on disk for this scale has more finished runs")
     a = p.parse_args(args)
-    return _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows, seeds=a.seeds)
+    return _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows, seeds=a.seeds, overwrite=a.overwrite)
 
 
 def _seed_list(text: str) -> list[int]:
@@ -187,8 +197,9 @@ def _run_table(name, scale, extra_rows=None, output_name=None, **kw) -> int:
         written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name, **kw)
     except user_errors() as e:
         raise CLIError(clean(e)) from None
-    print(written["md"].read_text())
-    print("written: " + ", ".join(str(p) for p in written.values()))
+    print(written.markdown)
+    if not written.kept:
+        print("written: " + ", ".join(str(p) for p in written.paths.values()))
     return 0
 
 

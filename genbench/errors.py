@@ -14,3 +14,12 @@ class GenbenchError(Exception):
 
 class ConfigError(GenbenchError, ValueError):
     """A config value outside what the code accepts (unknown name, out-of-range number, wrong data for a model)."""
+
+
+class DataError(GenbenchError):
+    """Data that cannot be used as loaded (non-finite values, shapes that do not match the declared space)."""
+
+
+class ModelContractError(GenbenchError):
+    """A model (often a user's own) whose capability methods return the wrong thing, e.g. a ``log_prob`` that does not
+    give one number per example (docs/design.md, "Model capabilities")."""

@@ -14,13 +14,16 @@ import json
 import math
 import os
 import platform
+import random
 import subprocess
+import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from . import paths
@@ -28,12 +31,17 @@ from .data import build_datamodule
 from .errors import GenbenchError
 from .evaluation import PeriodicEvaluation, evaluate
 from .evaluation.records import Result
+from .locks import Claim
 from .logging import build_loggers, finish_loggers
 from .models import build_model
 
 USER_ERRORS = (GenbenchError,)
 """Errors whose message is meant for the user: recorded and printed without a traceback. Anything else is a bug
 (genbench's or a user's model's) and keeps its traceback in the record."""
+
+class CheckpointError(GenbenchError):
+    """A file that is not a readable checkpoint written by a genbench run."""
+
 
 VOLATILE_KEYS = ("logger", "name")
 """Config keys that do not change a run's numbers (left out of its hash)."""
@@ -106,10 +114,26 @@ def machine() -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that ``path`` holds either the old or the new content, never a part; no temporary file is
+    left behind when the write fails (e.g. a full disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_record(path: Path, record: dict[str, Any]) -> None:
+    """Write a run record; a failed write keeps the previous record and is reported in ``record_error``
+    (and on stderr) beside the run's own outcome, instead of replacing it."""
+    try:
+        write_json_atomic(path, record)
+    except OSError as e:
+        record["record_error"] = f"the run record could not be written ({e}); the previous record at {path} is unchanged"
+        print(f"genbench: run {record.get('run_id')} {record.get('status')}, but {record['record_error']}", file=sys.stderr)
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -161,11 +185,16 @@ def figure_dir_for(record_path: Path, run_id: str) -> Path:
 
 def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
                        table: str | None = None) -> dict[str, Any]:
-    """Run ``config`` (resolved, plain dict) and write its record to ``record_path``; returns the record."""
+    """Run ``config`` (resolved, plain dict) and write its record to ``record_path``; returns the record.
+
+    The caller holds the run's claim (:func:`claim_run`); the training is claimed here, because runs that differ
+    only in evaluation share it.
+    """
     record: dict[str, Any] = {
         "run_id": run_id, "table": table, "name": config.get("name"), "seed": config["seed"],
         "status": "running", "config": config, "config_hash": config_hash(config), "git_commit": git_commit(),
-        "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": [], "figures": [],
+        "machine": machine(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "results": [], "figures": [],
     }
     start = time.perf_counter()
     loggers = []
@@ -179,21 +208,12 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
         loggers = build_loggers(config, run_id, table or "train")
         record["wandb_run_id"] = next((lg.experiment.id for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
         ckpt_dir = paths.models_dir("trained", training_hash(config))
-        final = ckpt_dir / "final.ckpt"
-        guard = DivergenceGuard()
-        if final.is_file():  # the same data, model, trainer and seed were trained before: evaluate that model
-            model.load_state_dict(torch.load(final, map_location="cpu", weights_only=False)["state_dict"])
-            record["reused_training"] = True
-        elif getattr(model, "needs_training", True):
-            trainer = build_trainer(config, loggers, [guard, ConfigInCheckpoint(config), *periodic(config, dm)], ckpt_dir)
-            trainer.fit(model, datamodule=dm)
-            record["epochs"], record["steps"] = trainer.current_epoch, trainer.global_step
-        if not final.is_file() and not (guard.reason or non_finite_parameters(model)):
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            torch.save({"state_dict": model.state_dict(), "genbench": {"config": config}}, final)
+        with Claim(ckpt_dir / "training.lock"):
+            diverged = train_or_load(config, model, dm, loggers, ckpt_dir, record)
+        final = ckpt_dir / FINAL_CHECKPOINT
         record["checkpoint"] = str(final) if final.is_file() else None
-        if guard.reason or non_finite_parameters(model):
-            record["status"], record["error"] = "diverged", guard.reason or "non-finite parameters after training"
+        if diverged:
+            record["status"], record["error"] = "diverged", diverged
         else:
             settings = config.get("evaluation") or {}
             figure_dir = figure_dir_for(record_path, run_id)
@@ -208,14 +228,108 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
     except Exception as e:  # recorded so that a table still renders; the traceback is kept for debugging
         record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"
         record["traceback"] = traceback.format_exc()
+        print(f"genbench: run {run_id} failed:\n{record['traceback']}", file=sys.stderr)
     except BaseException:  # Ctrl-C (Lightning turns it into SystemExit): the table reruns this run next time
         record["status"], record["error"] = "interrupted", "interrupted before the run finished"
         raise
     finally:
         finish_loggers(loggers)
         record["wall_time_s"] = round(time.perf_counter() - start, 3)
-        write_json_atomic(record_path, record)
+        save_record(record_path, record)
     return record
+
+
+FINAL_CHECKPOINT, LAST_CHECKPOINT = "final.ckpt", "last.ckpt"
+"""In ``models/trained/<training hash>/``: the trained model, and Lightning's end-of-epoch checkpoint to resume from."""
+
+
+def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, Any]) -> str | None:
+    """Load the model this training produced before, else train it (resuming a killed training from its
+    last epoch) and save it atomically. Returns why training diverged, or None."""
+    final = ckpt_dir / FINAL_CHECKPOINT
+    saved = trusted_checkpoint(final)
+    if saved is not None:  # the same data, model, trainer and seed were trained before: evaluate that model
+        model.load_state_dict(saved["state_dict"])
+        record["reused_training"] = True
+        return None
+    guard = DivergenceGuard()
+    if getattr(model, "needs_training", True):
+        last = ckpt_dir / LAST_CHECKPOINT
+        interrupted = trusted_checkpoint(last, mmap=True)
+        if interrupted is not None:
+            record["resumed_from_epoch"] = interrupted["epoch"] + 1
+        trainer = build_trainer(config, loggers, [guard, ConfigInCheckpoint(config), RandomState(),
+                                                  *periodic(config, dm)], ckpt_dir)
+        trainer.fit(model, datamodule=dm, ckpt_path=last if interrupted is not None else None, weights_only=True)
+        record["epochs"], record["steps"] = trainer.current_epoch, trainer.global_step
+    diverged = guard.reason or ("non-finite parameters after training" if non_finite_parameters(model) else None)
+    if not diverged:
+        save_atomic({"state_dict": model.state_dict(), "genbench": {"config": config}}, final)
+        (ckpt_dir / LAST_CHECKPOINT).unlink(missing_ok=True)  # the final model supersedes it
+    return diverged
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file and a rename: a reader sees the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """A checkpoint's contents, loaded with ``weights_only`` (tensors and plain data: no code from the file runs)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # torch reports truncation, foreign pickles and non-torch files in many types
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{path} is not a readable genbench checkpoint: torch.load (weights_only) failed with "
+                              f"{type(e).__name__}: {why}. A checkpoint cut short by a kill or a full disk, or a file "
+                              f"from elsewhere, cannot be used: rerun the run to train it again.") from None
+
+
+def trusted_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or None when there is none; an unreadable one is set aside as ``*.corrupt``
+    (with a one-line warning) so that it is not tried again."""
+    if not path.is_file():
+        return None
+    try:
+        return read_checkpoint(path, mmap=mmap)
+    except CheckpointError as e:
+        aside = path.with_name(f"{path.name}.corrupt")
+        os.replace(path, aside)
+        print(f"genbench: {e} Set aside as {aside.name}; training again.", file=sys.stderr)
+        return None
+
+
+class RandomState(L.Callback):
+    """Keeps the random generators' states in every checkpoint, so a resumed training draws the same batches,
+    binarizations and noise as one that was never interrupted."""
+
+    def state_dict(self) -> dict[str, Any]:
+        keys, pos, has_gauss, gauss = np.random.get_state()[1:]
+        state = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64)),
+                 "numpy_extra": [int(pos), int(has_gauss), float(gauss)], "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        pos, has_gauss, gauss = state["numpy_extra"]
+        np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate(state["python"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def claim_run(record_path: Path) -> Claim:
+    """The claim on one run (its record's ``.lock``): only its holder trains and writes that run."""
+    return Claim(Path(record_path).with_suffix(".lock"))
 
 
 NOISE = (".*have no `validation_step`.*", ".*returned `None`, this fit will run with no optimizer.*",
@@ -246,29 +360,24 @@ def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) ->
     kw = dict(config.get("trainer") or {})
     if kw.get("enable_progress_bar") is None:
         kw["enable_progress_bar"] = os.isatty(2) and not os.environ.get("CI")
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, enable_version_counter=False)
+    # one file, replaced atomically at every epoch end: what a killed training resumes from
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename=Path(LAST_CHECKPOINT).stem, save_top_k=1,
+                                 enable_version_counter=False)
     return L.Trainer(logger=loggers or False, callbacks=[*callbacks, checkpoint], enable_model_summary=False,
                      num_sanity_val_steps=0, **kw)
-
-
-class CheckpointError(GenbenchError):
-    """A file that is not a checkpoint written by a genbench run."""
 
 
 def learning_curve(loggers, figure_dir: Path) -> list[str]:
     """The learning-curve figure of the run's CSV log (epoch-level nll or bits/dim), if it logged any."""
     from .evaluation.samples import save_learning_curve
 
-    csv = Path(loggers[0].log_dir) / "metrics.csv" if loggers else None
-    if csv is None or not csv.is_file():
-        return []
-    path = save_learning_curve(csv, figure_dir / "learning_curve.png")
+    path = save_learning_curve(loggers[0].log_dir, figure_dir / "learning_curve.png") if loggers else None
     return [str(path)] if path else []
 
 
 def load_checkpoint(path: str | Path):
     """(config, model in eval mode, data module) of a checkpoint written by a genbench run."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)
     if "genbench" not in ckpt:
         raise CheckpointError(f"{path} was not written by a genbench run (it has no 'genbench' config entry)")
     config = ckpt["genbench"]["config"]

@@ -158,6 +158,17 @@ def test_learning_curve_plots_epoch_level_likelihoods_only(tmp_path):
 
     log = tmp_path / "metrics.csv"
     log.write_text("epoch,step,train/nll,val/nll,train/loss_d\n0,9,5.0,,\n0,9,,4.8,\n1,19,4.0,3.9,\n")
-    assert save_learning_curve(log, tmp_path / "curve.png").is_file()
+    assert save_learning_curve(tmp_path, tmp_path / "curve.png").is_file()
     log.write_text("epoch,step,train/loss_d\n0,9,0.7\n")  # an adversarial run: no likelihood to plot
-    assert save_learning_curve(log, tmp_path / "none.png") is None
+    assert save_learning_curve(tmp_path, tmp_path / "none.png") is None
+
+
+def test_learning_curve_of_a_resumed_run_joins_its_attempts(tmp_path):
+    """A killed attempt's log (kept as metrics.attempt0.csv) and the resumed one's: the redone epoch 1 keeps
+    the resumed values only."""
+    from genbench.evaluation.samples import read_metrics
+
+    (tmp_path / "metrics.attempt0.csv").write_text("epoch,step,train/nll\n0,9,5.0\n1,19,4.5\n")
+    (tmp_path / "metrics.csv").write_text("epoch,step,train/nll\n1,19,4.0\n2,29,3.0\n")
+    log = read_metrics(tmp_path)
+    assert log["epoch"].tolist() == [0, 1, 2] and log["train/nll"].tolist() == [5.0, 4.0, 3.0]

@@ -176,7 +176,7 @@ def test_compare_ranks_a_new_model_among_the_baselines(tiny_table):
     from genbench.cli import main
 
     assert main(["compare", "model=examples/fvsbn.py:FVSBN", "table=tiny", "trainer.max_epochs=5"]) == 0
-    md = results_dir("tables", "tiny--compare-examples-fvsbn-py-fvsbn.md").read_text()
+    md = results_dir("tables", "tiny--compare-examples-fvsbn-py-fvsbn", "smoke.md").read_text()
     assert "FVSBN (compared)" in md and "Ranking by nll" in md
 
 
@@ -326,3 +326,54 @@ def test_each_scale_of_a_table_keeps_its_own_run_figures():
     assert smoke == results_dir("figures", "t", "smoke", "r") and paper == results_dir("figures", "t", "paper", "r")
     assert figure_dir_for(results_dir("runs", "train", "r.json"), "r") == results_dir("figures", "train", "r")
     assert figure_dir_for(results_dir("elsewhere.json"), "r") == results_dir("figures", "train", "r")
+
+
+TWO_SCALES = TINY.replace("smoke: {seeds: [0, 1]}", "smoke: {seeds: [0]}\n  paper: {seeds: [0, 1]}")
+
+
+def test_each_scale_keeps_its_render_and_a_smaller_render_never_replaces_a_larger_one(configs_copy):
+    (configs_copy / "table" / "tiny.yaml").write_text(TWO_SCALES)
+    quiet = dict(log=lambda *_: None)
+    paper = tables.run_table("tiny", "paper", **quiet)
+    measured = {k: paper[k].read_bytes() for k in ("md", "csv", "tex", "json")}
+    smoke = tables.run_table("tiny", "smoke", **quiet)
+    assert smoke["md"].parent == paper["md"].parent and smoke["md"].name == "smoke.md" and paper["md"].name == "paper.md"
+    assert {k: paper[k].read_bytes() for k in measured} == measured  # a smoke render leaves the paper one alone
+    assert json.loads(paper["json"].read_text())["runs"] == {"planned": 4, "finished": 4}
+    index = results_dir("tables", "README.md").read_text()
+    assert "| [tiny](tiny/paper.md) | paper | 4 / 4 |" in index and "| [tiny](tiny/smoke.md) | smoke | 2 / 2 |" in index
+
+    results_dir("runs", "tiny", "paper", "mob-k-3--digits--s1.json").unlink()  # a record lost: 3 of 4 finished
+    kept = tables.run_table("tiny", "paper", render_only=True, **quiet)
+    assert kept.kept and {k: paper[k].read_bytes() for k in measured} == measured
+    assert "1 missing" in kept.markdown  # the smaller render is shown, not written
+    replaced = tables.run_table("tiny", "paper", render_only=True, overwrite=True, **quiet)
+    assert not replaced.kept and "3 finished, 1 missing of 4 planned runs" in replaced["md"].read_text()
+
+
+def test_seed_statistics_combine_the_estimators_uncertainty_correctly():
+    runs = [{"value": v, "unit": "nats", "estimator": "estimate", "std_error": se, "interval": (v - a, v + b)}
+            for v, se, a, b in ((10.0, 0.3, 1.0, 0.5), (12.0, 0.4, 2.0, 1.5))]
+    s = tables.stats(runs)
+    assert s["obtained"] == 11.0 and s["obtained_std"] == pytest.approx(math.sqrt(2))
+    assert s["obtained_se"] == pytest.approx(0.25)  # √(0.3² + 0.4²)/2: the seed mean's estimator error
+    assert (s["obtained_low"], s["obtained_high"]) == (9.5, 12.0)  # the mean of the seeds' intervals
+    assert math.isnan(tables.stats([runs[0], {**runs[1], "std_error": None, "interval": None}])["obtained_se"])
+
+
+def test_the_summary_figure_keeps_long_row_labels_inside_the_image(tmp_path):
+    import matplotlib.image
+
+    from genbench.tables.figures import summary_figure
+
+    label = "RBM 500 h, CD-25 with rbm.m's momentum schedule (0.5 → 0.9 after 5 epochs)"
+    frame = pd.DataFrame([
+        {"row": label, "dataset": "mnist", "metric": "nll", "unit": "nats", "obtained": 84.2, "obtained_std": float("nan"),
+         "obtained_se": 0.1, "obtained_low": 83.9, "obtained_high": 84.4, "published": 86.34, "published_std": float("nan"),
+         "published_id": "x"},
+        {"row": "short", "dataset": "mnist", "metric": "nll", "unit": "nats", "obtained": 90.0, "obtained_std": 1.0,
+         "obtained_se": 0.1, "obtained_low": float("nan"), "obtained_high": float("nan"), "published": float("nan"),
+         "published_std": float("nan"), "published_id": float("nan")}])
+    path = summary_figure({"metrics": ["nll"], "datasets": {"mnist": {"label": "MNIST"}}}, frame, tmp_path / "s.png")
+    image = matplotlib.image.imread(path)
+    assert (image[:, :3, :3] > 0.99).all()  # a white margin on the left: no label runs off the edge

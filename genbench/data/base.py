@@ -18,7 +18,7 @@ import lightning as L
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..nn.bernoulli import bernoulli
 
 SPACES = ("binary", "discrete", "continuous")
@@ -140,7 +140,15 @@ class TensorDataModule(L.LightningDataModule):
     # -- shared machinery ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
-            self.splits = {k: v for k, v in self.load().items() if v is not None}
+            splits = {k: v for k, v in self.load().items() if v is not None}
+            for name, x in splits.items():
+                if x.is_floating_point() and not torch.isfinite(x).all():
+                    bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+                    raise DataError(f"the {name!r} split of {self.variant} holds {int((~torch.isfinite(x)).sum())} "
+                                    f"non-finite values (NaN or ±inf; the first at index {bad}). Every model would "
+                                    f"score NaN on it: check the data files (their checksums) or the data config "
+                                    f"(e.g. a custom mixture's means, std or covariances).")
+            self.splits = splits
 
     @property
     def info(self) -> DataInfo:

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from ..errors import ModelContractError
 from .likelihood import likelihood_records
 from .records import Result
 
@@ -24,6 +25,7 @@ def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_d
     """All applicable evaluators on ``split``; returns the records and the figure paths written."""
     settings = dict(settings or {})
     info = datamodule.info
+    check_capabilities(model, datamodule.split(split)[:2], info)
     records = likelihood_records(model, datamodule.split(split), info, split, settings.get("likelihood"),
                               batch_size=datamodule.eval_batch_size)
     if settings.get("features") and callable(getattr(model, "features", None)) and datamodule.labels(split) is not None:
@@ -47,6 +49,35 @@ def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_d
         r.data = r.data or info.variant
         r.split = r.split or split
     return records, figures
+
+
+def check_capabilities(model, x: torch.Tensor, info) -> None:
+    """Call each capability once on two examples and check the shapes against the contract (docs/design.md,
+    "Model capabilities"), so that a wrong model fails here with its cause named, not deep inside an evaluator."""
+    name = type(model).__name__
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the check must not shift later draws
+            x = x.float().to(next(iter(model.parameters()), torch.empty(0)).device)
+            calls = {"log_prob(x)": lambda: model.log_prob(x), "log_prob_bound(x, 2)": lambda: model.log_prob_bound(x, 2),
+                     "free_energy(x)": lambda: model.free_energy(x)}
+            for call, fn in calls.items():
+                if callable(getattr(model, call.split("(")[0], None)):
+                    out = fn()
+                    if tuple(out.shape) != (len(x),):
+                        raise ModelContractError(
+                            f"{name}.{call} returned shape {tuple(out.shape)} for a batch of {len(x)} examples of shape "
+                            f"{tuple(x.shape[1:])}; it must return one number per example, shape ({len(x)},) "
+                            f"(e.g. sum the per-dimension terms over every axis but the first)")
+            if callable(getattr(model, "sample", None)):
+                shape = tuple(model.sample(2).shape)
+                if shape not in ((2, *info.shape), (2, info.dim)):
+                    raise ModelContractError(
+                        f"{name}.sample(2) returned shape {shape}; it must return 2 draws shaped like the data, "
+                        f"{(2, *info.shape)} (or flat, {(2, info.dim)})")
+    finally:
+        model.train(was_training)
 
 
 def sample_figures(model, datamodule, figure_dir: Path) -> list[str]:

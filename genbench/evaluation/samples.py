@@ -187,12 +187,29 @@ def save_density_2d(samples, path, mixture=None, title: str | None = None, bins:
 LEARNING_CURVE_METRICS = ("nll", "bits_per_dim")
 
 
-def save_learning_curve(metrics_csv, path) -> Path | None:
-    """The run's epoch-level likelihood metrics (train/ and val/ nll or bits/dim) against the epoch, from its CSV log."""
+def read_metrics(log_dir):
+    """A run's CSV log as one frame: ``metrics.csv`` after the logs of earlier attempts it resumed from
+    (``metrics.attempt*.csv``, see :func:`genbench.logging.build_loggers`); an epoch logged twice (cut short by
+    a kill, then redone) keeps its later values."""
     import pandas as pd
 
-    log = pd.read_csv(metrics_csv)
-    if "epoch" not in log:
+    files = sorted(Path(log_dir).glob("metrics.attempt*.csv"), key=lambda f: int(f.stem.split("attempt")[1]))
+    files += [f for f in [Path(log_dir) / "metrics.csv"] if f.is_file()]
+    if not files:
+        return None
+    log = pd.read_csv(files[0])
+    for f in files[1:]:
+        later = pd.read_csv(f)
+        if "epoch" in log and "epoch" in later and len(later):
+            log = log[log["epoch"] < later["epoch"].min()]
+        log = pd.concat([log, later], ignore_index=True)
+    return log
+
+
+def save_learning_curve(log_dir, path) -> Path | None:
+    """The run's epoch-level likelihood metrics (train/ and val/ nll or bits/dim) against the epoch, from its CSV log."""
+    log = read_metrics(log_dir)
+    if log is None or "epoch" not in log:
         return None
     by_epoch = log.groupby("epoch").last()
     panels = [m for m in LEARNING_CURVE_METRICS if any(f"{s}/{m}" in by_epoch for s in ("train", "val"))]

@@ -45,6 +45,11 @@ MODELS = {
 }
 
 
+SPACE_EXAMPLES = {"binary": "data=digits data.variant=dynamic", "discrete": "data=digits data.variant=integer",
+                  "continuous": "data=gmm2d"}
+"""A data choice of each space kind, named in the error for a model given the wrong kind."""
+
+
 class IncompatibleDataError(ConfigError):
     """A model asked to train on a data space it does not support."""
 
@@ -58,7 +63,7 @@ def build_model(cfg: dict[str, Any], info: DataInfo) -> L.LightningModule:
     if spaces is not None and info.space.kind not in spaces:
         raise IncompatibleDataError(
             f"model {name!r} supports {', '.join(spaces)} data, but {info.variant} is {info.space}; "
-            f"choose a {'/'.join(spaces)} data variant (e.g. data=digits data.variant=dynamic)")
+            f"choose a {'/'.join(spaces)} data variant, e.g. {' or '.join(SPACE_EXAMPLES[k] for k in spaces)}")
     if "info" in inspect.signature(cls).parameters:
         cfg["info"] = info
     return cls(**cfg)

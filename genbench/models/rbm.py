@@ -345,6 +345,14 @@ class RBM(L.LightningModule):
             return self.momentum
         return self.final_momentum
 
+    def on_save_checkpoint(self, checkpoint):
+        """The training draws' generator state: a resumed training continues the same stream."""
+        checkpoint["uniforms"] = self._uniforms.state() if self._uniforms is not None else None
+
+    def on_load_checkpoint(self, checkpoint):
+        if checkpoint.get("uniforms"):
+            self._uniforms = Uniforms(None, self.W.dtype, self.W.device, state=checkpoint["uniforms"])
+
     def on_train_start(self):
         if self.matmul_dtype == torch.bfloat16 and not native_bfloat16(self.device):
             warnings.warn(f"model.matmul_dtype=bfloat16 on {self.device}, which has no native bfloat16 products "

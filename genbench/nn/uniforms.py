@@ -19,11 +19,18 @@ class Uniforms:
     for float64).
     """
 
-    def __init__(self, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device):
+    def __init__(self, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device,
+                 state: dict | None = None):
         self.generator, self.fast = generator, (device.type == "cpu" and dtype == torch.float32)
         if self.fast:
-            seed = torch.randint(0, 2**62, (1,), generator=generator, device="cpu").item()
+            seed = 0 if state else torch.randint(0, 2**62, (1,), generator=generator, device="cpu").item()
             self.bits = np.random.PCG64DXSM(seed)
+            if state:
+                self.bits.state = state
+
+    def state(self) -> dict | None:
+        """The bit generator's state (plain ints), for a checkpoint; None when the draws come from torch's RNG."""
+        return self.bits.state if self.fast else None
 
     def fill(self, out: torch.Tensor) -> torch.Tensor:
         if not self.fast:

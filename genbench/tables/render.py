@@ -1,0 +1,195 @@
+"""Renders: a table's frame written as Markdown, CSV and LaTeX, one render per scale."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import paths
+from ..runs import git_commit
+from .aggregate import LOWER_IS_BETTER
+from .figures import curves_figure, summary_figure
+
+def fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "∞" if v > 0 else "−∞"
+        if v == int(v) and abs(v) < 1e6:
+            return str(int(v))
+        return f"{v:.2f}" if abs(v) >= 10 else f"{v:.3g}"
+    return str(v)
+
+
+def obtained_text(line: pd.Series) -> str:
+    """One seed: value ± its standard error [the estimator's interval]. Several: mean ± seed std (n, min, max)
+    [the mean of the seeds' intervals]."""
+    n = int(line["n"]) if not pd.isna(line["n"]) else 0
+    if n == 0:
+        return "n/a"
+    interval = "" if pd.isna(line["obtained_low"]) else f" [{fmt(line['obtained_low'])}, {fmt(line['obtained_high'])}]"
+    if n == 1:
+        se = fmt(line["obtained_se"])
+        return fmt(line["obtained"]) + (f" ± {se} (s.e.)" if se else "") + interval
+    return (f"{fmt(line['obtained'])} ± {fmt(line['obtained_std'])} (std over {n} seeds; "
+            f"min {fmt(line['obtained_min'])}, max {fmt(line['obtained_max'])}){interval}")
+
+
+def published_text(line: pd.Series) -> str:
+    if pd.isna(line["published"]):
+        return ""
+    std = f" ± {fmt(line['published_std'])}" if not pd.isna(line["published_std"]) else ""
+    kind = f" ({line['published_std_kind']})" if std and isinstance(line["published_std_kind"], str) else ""
+    return f"{fmt(line['published'])}{std}{kind}"
+
+
+STATUS_MEANING = {"P": "verified in the primary source", "S": "verified in a secondary source only",
+                  "R": "UNVERIFIED (recalled)", "D": "derived by arithmetic"}
+
+
+@dataclass
+class Render:
+    """What a table render wrote (``paths``: md, csv, tex, json and figures by name) and its Markdown text.
+    ``kept``: the render already on disk has more finished runs, so it was left as it was and nothing written."""
+
+    paths: dict[str, Path]
+    markdown: str
+    kept: bool = False
+
+    def __getitem__(self, key: str) -> Path:
+        return self.paths[key]
+
+
+def render_dir(name: str) -> Path:
+    return paths.results_dir("tables", name)
+
+
+def run_counts(records: list[dict]) -> dict[str, int]:
+    counts = {"planned": len(records)}
+    for r in records:
+        counts[r.get("status", "missing")] = counts.get(r.get("status", "missing"), 0) + 1
+    return counts
+
+
+def write_render(spec, scale, frame: pd.DataFrame, planned, records, name: str, overwrite: bool = False, log=print,
+                 figures=lambda out: []) -> Render:
+    """Write ``results/tables/NAME/SCALE.{md,csv,tex,json}`` and the figures, unless the render of this scale on
+    disk has more finished runs (measured results are never replaced by a smaller render unless ``overwrite``)."""
+    out = render_dir(name)
+    written = {ext: out / f"{scale}.{ext}" for ext in ("md", "csv", "tex", "json")}
+    counts = run_counts(records)
+    before = _read_json(written["json"]).get("runs", {}).get("finished", 0)
+    if before > counts.get("finished", 0) and not overwrite:
+        text = markdown(spec, scale, frame, planned, records, counts, out, [])
+        log(f"kept {written['md']}: it has {before} finished runs, this render {counts.get('finished', 0)} "
+            f"(pass --overwrite to replace it)")
+        return Render(written, text, kept=True)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = [f for f in (summary_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_summary.png")),
+                        curves_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_curves.png"))) if f]
+    figs += figures(name)
+    text = markdown(spec, scale, frame, planned, records, counts, out, figs)
+    frame.assign(scale=scale).to_csv(written["csv"], index=False)
+    written["md"].write_text(text)
+    written["tex"].write_text(latex(spec, scale, frame))
+    written["json"].write_text(json.dumps({"table": spec["name"], "scale": scale, "runs": counts,
+                                           "rendered": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                           "git_commit": git_commit()}, indent=2))
+    written.update({("figure" if f.stem.endswith("_summary") else f"figure:{f.stem.split('_', 1)[-1]}"): f for f in figs})
+    write_index()
+    return Render(written, text)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_index() -> Path:
+    """``results/tables/README.md``: every table's renders, one line per scale with its run counts."""
+    root = paths.results_dir("tables")
+    lines = ["# Rendered tables", "", "One render per table and scale (smoke, cpu, paper; see docs/design.md, "
+             "\"Tables and scales\"). A render is replaced only by one with at least as many finished runs.", "",
+             "| table | scale | finished / planned | other runs | rendered |", "|---|---|---|---|---|"]
+    for info_path in sorted(root.glob("*/*.json")):
+        info = _read_json(info_path)
+        runs = info.get("runs", {})
+        other = ", ".join(f"{n} {k}" for k, n in sorted(runs.items()) if k not in ("planned", "finished"))
+        lines.append(f"| [{info_path.parent.name}]({info_path.parent.name}/{info_path.stem}.md) | {info_path.stem} | "
+                     f"{runs.get('finished', 0)} / {runs.get('planned', 0)} | {other} | {info.get('rendered', '')[:10]} |")
+    index = root / "README.md"
+    index.write_text("\n".join(lines) + "\n")
+    return index
+
+
+def markdown(spec, scale, frame, planned, records, counts: dict[str, int], where: Path, figures: list[Path]) -> str:
+    runs = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if k != "planned")
+    lines = [f"# {spec.get('title', spec['name'])}", "", f"Table `{spec['name']}`, scale **{scale}** "
+             f"({runs} of {counts['planned']} planned runs). " + (spec.get("description") or "").strip(), ""]
+    for key in frame["dataset"].drop_duplicates():
+        part = frame[frame["dataset"] == key]
+        label = spec["datasets"].get(key, {}).get("label", key)
+        variants = ", ".join(sorted({str(v) for v in part["variant"] if isinstance(v, str)}))
+        lines += [f"## {label}", "", f"Data variant: `{variants}`.", "",
+                  "| model | metric | unit | estimator | obtained | published | source (status) | runs |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for _, line in part.iterrows():
+            source = "" if pd.isna(line["published"]) else f"{line['source']} ({line['published_status']}: {STATUS_MEANING.get(line['published_status'], '?')})"
+            lines.append(f"| {line['row']} | {line['metric']} | {line['unit'] if isinstance(line['unit'], str) else ''} | "
+                         f"{line['estimator'] if isinstance(line['estimator'], str) else ''} | {obtained_text(line)} | "
+                         f"{published_text(line)} | {source} | {line['status']} |")
+        lines += ranking(spec, part) + [""]
+    lines += [line for f in figures for line in (f"![{f.stem}]({relative(f, where)})", "")]
+    samples = [(p.run_id, f) for p, r in zip(planned, records) if p.seed == planned[0].seed for f in r.get("figures", [])]
+    if samples:
+        lines += ["Sample figures (first seed): "
+                  + ", ".join(f"[{rid}/{Path(f).name}]({relative(Path(f), where)})" for rid, f in samples), ""]
+    lines += ["Estimators: *exact* has only the test set's sampling error (± is the standard error over test points; "
+              "[low, high] is the estimator's own interval, e.g. AIS's ±3σ on log Z carried to the NLL); "
+              "*upper bound* / *lower bound* bound the named quantity; *estimate* is a stochastic estimate. "
+              "Across seeds, ± is the standard deviation over seeds and [low, high] the mean of the seeds' own "
+              "intervals, which holds the seed mean of the true values when each seed's interval holds its own "
+              "(the CSV's obtained_se is the estimators' standard error of that mean). Published statuses: P primary "
+              "source, S secondary source, R recalled and unverified (not an anchor), D derived.", ""]
+    for note in spec.get("notes") or []:
+        lines.append(f"- {note.strip()}")
+    return "\n".join(lines) + "\n"
+
+
+def ranking(spec, part: pd.DataFrame) -> list[str]:
+    headline = next((m for m in spec["metrics"] if m in set(part["metric"]) and m in LOWER_IS_BETTER), None)
+    if headline is None:
+        return []
+    ours = part[(part["metric"] == headline) & (part["n"] > 0)].drop_duplicates("row")
+    if len(ours) < 2:
+        return []
+    ours = ours.sort_values("obtained", ascending=LOWER_IS_BETTER[headline])
+    unit = ours["unit"].iloc[0]
+    return ["", f"Ranking by {headline} ({unit}, {'lower' if LOWER_IS_BETTER[headline] else 'higher'} is better): "
+            + "; ".join(f"{i}. {r} ({fmt(v)})" for i, (r, v) in enumerate(zip(ours["row"], ours["obtained"]), 1))]
+
+
+def relative(path: Path, start: Path) -> str:
+    """``path`` as a link from a file in ``start`` (results/ moves as a whole: links stay valid)."""
+    return os.path.relpath(Path(path).resolve(), Path(start).resolve())
+
+
+def latex(spec, scale, frame: pd.DataFrame) -> str:
+    cols = {"row": "model", "dataset": "data", "metric": "metric", "unit": "unit", "estimator": "estimator"}
+    view = frame[list(cols)].rename(columns=cols).fillna("")
+    view["obtained"] = [obtained_text(line) for _, line in frame.iterrows()]
+    view["published"] = [published_text(line) for _, line in frame.iterrows()]
+    view["status"] = frame["published_status"].fillna("")
+    return view.to_latex(index=False, caption=f"{spec.get('title', spec['name'])} ({scale} scale)", label=f"tab:{spec['name']}")
+
+

@@ -1,0 +1,106 @@
+"""A table's config and plan: which runs (row × dataset × seed) a scale holds, with their overrides.
+
+The table config format is described in :mod:`genbench.tables`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .. import paths
+from ..errors import ConfigError
+
+SCALES = ("smoke", "cpu", "paper")  # cpu: the paper protocol cut down to about an hour on 2 cores (optional)
+class TableError(ConfigError):
+    """A bad table name, scale or table config; the message lists the valid choices."""
+
+
+def table_names() -> list[str]:
+    return sorted(p.stem for p in (paths.configs_dir() / "table").glob("*.yaml"))
+
+
+def load_table(name: str) -> dict[str, Any]:
+    path = paths.configs_dir() / "table" / f"{name}.yaml"
+    if not path.is_file():
+        raise TableError(f"unknown table {name!r}; valid: {', '.join(table_names())}")
+    spec = yaml.safe_load(path.read_text())
+    spec.setdefault("name", name)
+    for key in ("datasets", "models", "metrics", "scales"):
+        if key not in spec:
+            raise TableError(f"table config {path} has no {key!r} section")
+    return spec
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+@dataclass
+class PlannedRun:
+    row: str
+    dataset: str
+    seed: int
+    overrides: list[str]
+    published: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return f"{slug(self.row)}--{self.dataset}--s{self.seed}"
+
+
+def plan(spec: dict[str, Any], scale: str) -> list[PlannedRun]:
+    if scale not in SCALES:
+        raise TableError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    if scale not in spec["scales"]:
+        raise TableError(f"table {spec['name']!r} has no {scale!r} scale; it has {', '.join(spec['scales'])}")
+    scale_cfg = spec["scales"][scale] or {}
+    planned = []
+    for row in spec["models"]:
+        if scale not in row.get("scales", SCALES):
+            continue
+        for key in row.get("datasets") or list(spec["datasets"]):
+            if key not in spec["datasets"]:
+                raise TableError(f"row {row['label']!r} names dataset {key!r}; the table has {', '.join(spec['datasets'])}")
+            ds = spec["datasets"][key]
+            drawn = {**(scale_cfg.get("random_overrides") or {}), **(row.get("random_overrides") or {})}
+            for seed in scale_cfg.get("seeds", [0]):
+                overrides = [*scale_cfg.get("overrides", []), *ds.get("overrides", []), *ds.get(scale, []),
+                             *row.get("overrides", []), *row.get(scale, []), *random_overrides(drawn, seed),
+                             f"seed={seed}", f"name={slug(row['label'])}"]
+                planned.append(PlannedRun(row["label"], key, seed, overrides, (row.get("published") or {}).get(key, [])))
+    return planned
+
+
+def random_overrides(spec: dict[str, dict[str, list[float]]], seed: int) -> list[str]:
+    """Hydra overrides ``key=value`` drawn for one seed: {key: {uniform | log_uniform: [low, high]}}."""
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for key in sorted(spec):
+        (kind, (low, high)), = spec[key].items()
+        if kind == "uniform":
+            value = rng.uniform(low, high)
+        elif kind == "log_uniform":
+            value = math.exp(rng.uniform(math.log(low), math.log(high)))
+        else:
+            raise TableError(f"random override {key}: unknown distribution {kind!r}; valid: uniform, log_uniform")
+        drawn.append(f"{key}={float(f'{value:.4g}')}")
+    return drawn
+
+
+def compose(overrides: list[str]) -> dict[str, Any]:
+    """The resolved config of ``configs/train.yaml`` under Hydra overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(paths.configs_dir().resolve()), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
