@@ -265,7 +265,7 @@ def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, 
     diverged = guard.reason or ("non-finite parameters after training" if non_finite_parameters(model) else None)
     if not diverged:
         save_atomic({"state_dict": model.state_dict(), "genbench": {"config": config}}, final)
-        (ckpt_dir / LAST_CHECKPOINT).unlink(missing_ok=True)  # the final model supersedes it
+    (ckpt_dir / LAST_CHECKPOINT).unlink(missing_ok=True)  # the training has ended: nothing to resume
     return diverged
 
 

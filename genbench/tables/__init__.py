@@ -23,7 +23,11 @@ Overrides apply from the general to the specific: scale, dataset, dataset at thi
 row at this scale. Every (row, dataset, seed) is one run whose record lives in
 ``results/runs/TABLE/SCALE/RUN_ID.json``; a run whose finished (or diverged)
 record has the same config hash is not run again, so an interrupted table
-resumes where it stopped and a changed config reruns only what changed.
+resumes where it stopped and a changed config reruns only what changed. Each scale has its own render,
+``results/tables/TABLE/SCALE.{md,csv,tex,json}`` (:mod:`.render`).
+
+Homes: :mod:`.spec` (config and plan), :mod:`.aggregate` (records → lines), :mod:`.render` (md/csv/tex, the
+index), :mod:`.figures` (summary, curves, table figures); this module runs the plan.
 """
 
 from __future__ import annotations

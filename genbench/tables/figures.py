@@ -16,6 +16,7 @@ from .. import paths
 from ..registry import import_object
 from ..runs import load_checkpoint
 
+
 @dataclass
 class TrainedRun:
     """One row's trained model for a table figure (``model`` is None when the run did not finish)."""

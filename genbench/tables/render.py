@@ -17,6 +17,7 @@ from ..runs import git_commit
 from .aggregate import LOWER_IS_BETTER
 from .figures import curves_figure, summary_figure
 
+
 def fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""

@@ -17,6 +17,8 @@ from .. import paths
 from ..errors import ConfigError
 
 SCALES = ("smoke", "cpu", "paper")  # cpu: the paper protocol cut down to about an hour on 2 cores (optional)
+
+
 class TableError(ConfigError):
     """A bad table name, scale or table config; the message lists the valid choices."""
 
