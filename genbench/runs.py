@@ -113,17 +113,21 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so that ``path`` holds either the old or the new content, never a part; no temporary file is
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` so that it holds either the old or the new content, never a part; no temporary file is
     left behind when the write fails (e.g. a full disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(obj, indent=2, default=str))
+        tmp.write_text(text)
         os.replace(tmp, path)
-    except OSError:
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
 
 def save_record(path: Path, record: dict[str, Any]) -> None:

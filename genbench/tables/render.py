@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from .. import paths
-from ..runs import git_commit
+from ..runs import git_commit, write_json_atomic, write_text_atomic
 from .aggregate import LOWER_IS_BETTER
 from .figures import curves_figure, summary_figure
 
@@ -98,12 +98,11 @@ def write_render(spec, scale, frame: pd.DataFrame, planned, records, name: str, 
                         curves_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_curves.png"))) if f]
     figs += figures(name)
     text = markdown(spec, scale, frame, planned, records, counts, out, figs)
-    frame.assign(scale=scale).to_csv(written["csv"], index=False)
-    written["md"].write_text(text)
-    written["tex"].write_text(latex(spec, scale, frame))
-    written["json"].write_text(json.dumps({"table": spec["name"], "scale": scale, "runs": counts,
-                                           "rendered": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                           "git_commit": git_commit()}, indent=2))
+    write_text_atomic(written["csv"], frame.assign(scale=scale).to_csv(index=False))
+    write_text_atomic(written["md"], text)
+    write_text_atomic(written["tex"], latex(spec, scale, frame))
+    write_json_atomic(written["json"], {"table": spec["name"], "scale": scale, "runs": counts,
+                                        "rendered": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit()})
     written.update({("figure" if f.stem.endswith("_summary") else f"figure:{f.stem.split('_', 1)[-1]}"): f for f in figs})
     write_index()
     return Render(written, text)
@@ -129,7 +128,7 @@ def write_index() -> Path:
         lines.append(f"| [{info_path.parent.name}]({info_path.parent.name}/{info_path.stem}.md) | {info_path.stem} | "
                      f"{runs.get('finished', 0)} / {runs.get('planned', 0)} | {other} | {info.get('rendered', '')[:10]} |")
     index = root / "README.md"
-    index.write_text("\n".join(lines) + "\n")
+    write_text_atomic(index, "\n".join(lines) + "\n")
     return index
 
 
