@@ -2,20 +2,105 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 
 import genbench.tables as tables
+from genbench.paths import configs_dir, results_dir
+
+PARSER = OverridesParser.create()
+
+
+def at(config, dotted):
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def expected_overrides(spec, scale, row, dataset):
+    """What a run of (row, dataset) at this scale must be configured with, from the table config alone: the most
+    specific source of each key wins (scale < dataset < dataset at this scale < row < row at this scale)."""
+    ds, scale_cfg = spec["datasets"][dataset], spec["scales"][scale] or {}
+    values, groups = {}, {}
+    for text in [*scale_cfg.get("overrides", []), *ds.get("overrides", []), *ds.get(scale, []),
+                 *row.get("overrides", []), *row.get(scale, [])]:
+        o = PARSER.parse_override(text)
+        is_group = "." not in o.key_or_group and (configs_dir() / o.key_or_group).is_dir()
+        (groups if is_group else values)[o.key_or_group] = o.value()
+    return values, groups
+
+
+def records_of(table):
+    """The table's run records by run id, wherever the records folder keeps them."""
+    recs = [json.loads(p.read_text()) for p in results_dir("runs").rglob("*.json")]
+    return {r["run_id"]: r for r in recs if r.get("table") == table}
+
+
+def assert_aggregates_are_the_records(frame, records):
+    """Every number the table shows is the mean (std, min, max, n) over seeds of the values in the run records."""
+    ours = frame[(frame["n"] > 0) & ~frame["status"].str.startswith("derived")]  # derived lines: their own test
+    ours = ours.drop_duplicates(["row", "dataset", "metric"])
+    assert len(ours) > 0
+    for _, line in ours.iterrows():
+        values = [r["value"] for rec in records.values() if rec["status"] == "finished"
+                  and rec["run_id"].rsplit("--", 2)[:2] == [tables.slug(line["row"]), line["dataset"]]
+                  for r in rec["results"] if r["metric"] == line["metric"]]
+        assert line["n"] == len(values) > 0, (line["row"], line["metric"])
+        v = np.array(values, dtype=float)
+        assert line["obtained"] == pytest.approx(v.mean())
+        assert (line["obtained_min"], line["obtained_max"]) == pytest.approx((v.min(), v.max()))
+        if len(v) > 1:
+            assert line["obtained_std"] == pytest.approx(v.std(ddof=1))
+
+
+def assert_published_columns_match_the_yaml(frame):
+    """The published columns are configs/published/*.yaml's entries, read here without genbench.published."""
+    entries = {e["id"]: e for f in sorted((configs_dir() / "published").glob("*.yaml")) for e in yaml.safe_load(f.read_text())}
+    lines = frame[frame["published_id"].notna()]
+    assert len(lines) > 0
+    for _, line in lines.iterrows():
+        e = entries[line["published_id"]]
+        assert (line["published"], line["published_status"]) == (e["value"], e["status"])
+        assert e["paper"] in line["source"]
+        if not line["status"].startswith("derived"):  # a derived line is named by its kind (relative_increase_pct)
+            assert line["metric"] == e["metric"]
 
 
 @pytest.mark.parametrize("name", tables.table_names())
-def test_every_table_composes_at_every_scale(name):
+def test_every_table_composes_at_every_scale_as_its_config_says(name):
+    """Every run of every scale is one (row, dataset, seed) of the table, with a run id of its own, and its composed
+    config holds the table's settings for it: each key at its most specific value, each config group selected,
+    random hyperparameters inside their ranges, the seed and the row's name."""
     spec = tables.load_table(name)
-    for scale in spec["scales"]:
-        for p in tables.plan(spec, scale):
+    rows = {m["label"]: m for m in spec["models"]}
+    for scale, scale_cfg in spec["scales"].items():
+        scale_cfg = scale_cfg or {}
+        planned = tables.plan(spec, scale)
+        expected = {(m["label"], d, s) for m in spec["models"] if scale in m.get("scales", tables.SCALES)
+                    for d in (m.get("datasets") or spec["datasets"]) for s in scale_cfg.get("seeds", [0])}
+        assert sorted((p.row, p.dataset, p.seed) for p in planned) == sorted(expected)
+        assert len({p.run_id for p in planned}) == len(planned)  # no two runs share a record
+        for p in planned:
             config = tables.compose(p.overrides)
-            assert config["seed"] == p.seed
+            row = rows[p.row]
+            assert config["seed"] == p.seed and config["name"] == tables.slug(p.row)
+            values, groups = expected_overrides(spec, scale, row, p.dataset)
+            drawn = {**(scale_cfg.get("random_overrides") or {}), **(row.get("random_overrides") or {})}
+            for key, (low, high) in ((k, next(iter(d.values()))) for k, d in drawn.items()):
+                assert low * (1 - 1e-3) <= at(config, key) <= high * (1 + 1e-3), (p.run_id, key)
+                values.pop(key, None)  # the draw replaces a fixed value
+            for key, value in values.items():
+                got = at(config, key)
+                assert got == (pytest.approx(value) if isinstance(value, float) else value), (p.run_id, key, got, value)
+            for group, choice in groups.items():
+                declared = yaml.safe_load((configs_dir() / group / f"{choice}.yaml").read_text()) or {}
+                if "name" in declared and f"{group}.name" not in values:
+                    assert config[group]["name"] == declared["name"], (p.run_id, group)
 
 
 def test_ais_validation_smoke_on_digits_ais_within_its_interval_of_exact(configs_copy):
@@ -26,6 +111,7 @@ def test_ais_validation_smoke_on_digits_ais_within_its_interval_of_exact(configs
     spec["datasets"]["digits"]["smoke"] = ["trainer.max_epochs=10"]
     path.write_text(yaml.safe_dump(spec, allow_unicode=True))
     frame = pd.read_csv(tables.run_table("ais-validation", "smoke", log=lambda *_: None)["csv"])
+    assert_aggregates_are_the_records(frame, records_of("ais-validation"))
     errors = frame[frame["metric"] == "log_z_ais_error"]
     assert len(errors) == 4
     assert ((errors["obtained_low"] <= 0) & (0 <= errors["obtained_high"])).all()
@@ -56,9 +142,14 @@ scales:
   smoke: {seeds: [0, 1]}
 """)
     frame = pd.read_csv(tables.run_table("derived", "smoke", log=lambda *_: None)["csv"])
+    records = records_of("derived")
+    assert len(records) == 4
+    assert_aggregates_are_the_records(frame, records)  # each row's nll: mean, std, min, max of its two seeds
     nll = frame[frame["metric"] == "nll"].set_index("row")["obtained"]
+    assert (frame.loc[frame["metric"] == "nll", "n"] == 2).all()
     d = frame[frame["metric"] == "relative_increase_pct"].iloc[0]
-    assert d["n"] == 2 and d["unit"] == "%" and d["published"] == 4.3
+    assert d["n"] == 2 and d["unit"] == "%" and d["published_id"] == "dumoulin18-e6-removal-50pct-increase"
+    assert_published_columns_match_the_yaml(frame)
     assert d["obtained"] == pytest.approx(100 * (nll["better"] - nll["base"]) / nll["base"], abs=0.05)
     assert d["obtained"] < 0
 
@@ -70,8 +161,9 @@ def test_rbm_mnist_smoke_on_real_mnist(mnist_root):
     assert len(nll) == 4 and (nll["estimator"] == "estimate").all()
     assert ((nll["obtained"] > 90) & (nll["obtained"] < 206)).all()  # better than independent pixels (205.9)
     assert (nll["obtained_low"] <= nll["obtained"]).all() and (nll["obtained"] <= nll["obtained_high"]).all()
-    cd25 = nll[nll["row"] == "RBM CD-25"].iloc[0]
-    assert cd25["published"] == 86.34 and cd25["published_status"] == "S"
+    assert_aggregates_are_the_records(frame, records_of("rbm-mnist"))
+    assert_published_columns_match_the_yaml(frame)
+    assert set(frame["published_id"].dropna()) == {"sm08-rbm-cd1-500", "sm08-rbm-cd3-500", "sm08-rbm-cd25-500"}
 
 
 @pytest.mark.slow
