@@ -28,6 +28,12 @@ def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_d
     check_capabilities(model, datamodule.split(split)[:2], info)
     records = likelihood_records(model, datamodule.split(split), info, split, settings.get("likelihood"),
                               batch_size=datamodule.eval_batch_size)
+    if settings.get("decoder_ais"):
+        from .decoder_ais import decoder_ais_records, has_decoder  # AIS for decoder models (Wu et al. 2017), on request
+
+        if has_decoder(model):
+            records += decoder_ais_records(model, datamodule.split(split), info, settings["decoder_ais"],
+                                           entropy=not any(r.metric == "mixture_entropy" for r in records))
     if settings.get("features") and callable(getattr(model, "features", None)) and datamodule.labels(split) is not None:
         from .features import svm_error  # a linear probe of encoder features, when the run asks for it
 

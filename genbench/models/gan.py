@@ -80,10 +80,14 @@ class DataScale:
         x = x.float()
         return x if self.continuous else self.lo + (self.hi - self.lo) * x / (self.levels - 1)
 
+    def to_mean(self, y: torch.Tensor) -> torch.Tensor:
+        """Model space → data units, not rounded (differentiable; on binary data: the Bernoulli means in [0, 1])."""
+        return y if self.continuous else (y - self.lo) / (self.hi - self.lo) * (self.levels - 1)
+
     def to_data(self, y: torch.Tensor) -> torch.Tensor:
         if self.continuous:
             return y
-        return torch.round((y - self.lo) / (self.hi - self.lo) * (self.levels - 1)).clamp_(0, self.levels - 1)
+        return torch.round(self.to_mean(y)).clamp_(0, self.levels - 1)
 
 
 def in_chunks(fn, x: torch.Tensor, size: int) -> torch.Tensor:
@@ -151,6 +155,11 @@ class Adversarial(L.LightningModule):
     def sample(self, n: int) -> torch.Tensor:
         """n draws G_x(z), z ~ N(0, I), in the data space (rounded to the data's levels on discrete data)."""
         return in_chunks(lambda z: self.scale.to_data(self.decoder(z)), self.prior(n), self.sample_chunk)
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """G_x(z) in the data's units, not rounded and differentiable in z: the observation mean that decoder AIS
+        (:mod:`genbench.evaluation.decoder_ais`) puts its Gaussian (or, on binary data, Bernoulli) noise around."""
+        return self.scale.to_mean(self.decoder(z.to(self.device)))
 
     # -- training --------------------------------------------------------------------------------------------------------
     def discriminate(self, pairs, discriminator=None) -> tuple[torch.Tensor, torch.Tensor]:
