@@ -359,6 +359,9 @@ def test_seed_statistics_combine_the_estimators_uncertainty_correctly():
     assert s["obtained_se"] == pytest.approx(0.25)  # √(0.3² + 0.4²)/2: the seed mean's estimator error
     assert (s["obtained_low"], s["obtained_high"]) == (9.5, 12.0)  # the mean of the seeds' intervals
     assert math.isnan(tables.stats([runs[0], {**runs[1], "std_error": None, "interval": None}])["obtained_se"])
+    undefined = {**runs[1], "value": float("nan")}  # e.g. a reverse KL with no high-quality sample
+    s = tables.stats([runs[0], undefined])
+    assert (s["n"], s["n_undefined"], s["obtained"]) == (1, 1, 10.0)
 
 
 def test_the_summary_figure_keeps_long_row_labels_inside_the_image(tmp_path):

@@ -19,7 +19,7 @@ LOWER_IS_BETTER = {"nll": True, "bits_per_dim": True, "reverse_kl": True, "modes
 """The metrics a ranking may order rows by, and their direction."""
 
 COLUMNS = ["row", "dataset", "variant", "metric", "unit", "estimator", "obtained", "obtained_std", "obtained_se",
-           "obtained_low", "obtained_high", "obtained_min", "obtained_max", "n", "status", "published", "published_std", "published_std_kind",
+           "obtained_low", "obtained_high", "obtained_min", "obtained_max", "n", "n_undefined", "status", "published", "published_std", "published_std_kind",
            "published_status", "source", "published_id"]
 
 
@@ -113,9 +113,13 @@ def stats(values: list[dict]) -> dict[str, Any]:
     seed mean that comes from the estimators (test-set sampling, AIS runs): √(Σ seᵢ²)/n, the seeds' errors being
     independent. ``obtained_low``/``high`` is the mean of the seeds' estimator intervals: it holds the seed mean of
     the true values whenever every seed's interval holds its own. Both are NaN unless every seed reports one.
+    A seed whose value is undefined (NaN, e.g. a reverse KL with no high-quality sample) is left out of all of
+    them and counted in ``n_undefined``, so ``n`` is the number of seeds the statistics describe.
     """
+    undefined = sum(1 for x in values if math.isnan(x["value"]))
+    values = [x for x in values if not math.isnan(x["value"])]
     if not values:
-        return {"n": 0}
+        return {"n": 0, "n_undefined": undefined}
     n = len(values)
     v = pd.Series([x["value"] for x in values], dtype=float)
     se = [x["std_error"] for x in values if x.get("std_error") is not None]
@@ -126,7 +130,7 @@ def stats(values: list[dict]) -> dict[str, Any]:
             "obtained_low": low, "obtained_high": high,
             "obtained_std": v.std(ddof=1) if n > 1 else float("nan"),
             "obtained_se": math.sqrt(sum(e * e for e in se)) / n if len(se) == n else float("nan"),
-            "obtained_min": v.min(), "obtained_max": v.max(), "n": n}
+            "obtained_min": v.min(), "obtained_max": v.max(), "n": n, "n_undefined": undefined}
 
 
 def published_columns(q: Published | None) -> dict[str, Any]:

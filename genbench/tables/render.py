@@ -34,8 +34,13 @@ def obtained_text(line: pd.Series) -> str:
     """One seed: value ± its standard error [the estimator's interval]. Several: mean ± seed std (n, min, max)
     [the mean of the seeds' intervals]."""
     n = int(line["n"]) if not pd.isna(line["n"]) else 0
+    undefined = int(line["n_undefined"]) if not pd.isna(line.get("n_undefined")) else 0
     if n == 0:
-        return "n/a"
+        return "undefined" if undefined else "n/a"
+    return _obtained_text(line, n) + (f" ({undefined} more seed{'s' * (undefined > 1)} undefined)" if undefined else "")
+
+
+def _obtained_text(line: pd.Series, n: int) -> str:
     interval = "" if pd.isna(line["obtained_low"]) else f" [{fmt(line['obtained_low'])}, {fmt(line['obtained_high'])}]"
     if n == 1:
         se = fmt(line["obtained_se"])
