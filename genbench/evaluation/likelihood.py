@@ -5,9 +5,12 @@ model's own ``free_energy`` with log Z by its own enumeration when small, else b
 AIS (an estimate, optimistic in expectation; RAISE's NLL beside it on request,
 conservative only for data drawn from the model, so labelled an estimate; both
 only for a Bernoulli–Bernoulli RBM's free energy) → ``log_prob_bound(x, k)`` (a
-stochastic lower bound on log p, hence an upper bound on the NLL). Every record
-names the estimator it used. The pass over the test set shows its progress
-(:mod:`genbench.progress`).
+stochastic lower bound on log p, hence an upper bound on the NLL in expectation:
+−L_k with k = ``bound_k``, Burda et al.'s L_5000 when it is 5,000; the ELBO, k = 1,
+beside it as ``nll_elbo``; importance samples from a private stream seeded by
+``seed``). Every record names the estimator it used. The pass over the test set
+shows its progress (:mod:`genbench.progress`). Models with ``posterior_mean``
+also get their active units (:func:`active_units`).
 
 Data spaces (docs/design.md, "Data spaces"): on binary data the NLL is a pmf's, and bits/dim =
 NLL / (D ln 2). On discrete (8-bit) data a continuous density is scored on the
@@ -53,6 +56,17 @@ def _per_example(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor,
 
 
 @dataclass
+class Companion:
+    """Another per-example log-probability scored in the same pass, on the same (dequantized) examples, and
+    recorded as an NLL under its own metric (e.g. the ELBO beside L_k)."""
+
+    metric: str
+    log_prob: Callable[[torch.Tensor], torch.Tensor]
+    kind: str
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass
 class Prepared:
     """What an estimator needs per batch, once its expensive part (e.g. log Z) is done."""
 
@@ -61,15 +75,48 @@ class Prepared:
     settings: dict = field(default_factory=dict)
     records: list[Result] = field(default_factory=list)  # extra records (log Z, RAISE, AIS validation)
     interval_shift: tuple[float, float] | None = None  # NLL interval = mean NLL + shift (AIS's ±3σ on log Z)
+    companions: list[Companion] = field(default_factory=list)
 
 
 def _exact(model, data, info, settings) -> Prepared:
     return Prepared(model.log_prob, "exact")
 
 
+class SeededStream:
+    """A private stream of torch's random numbers: the draws of every :meth:`run` continue one stream seeded once,
+    so a re-evaluation draws the same importance samples, and the caller's global stream is left as it was."""
+
+    def __init__(self, seed: int):
+        self.seed, self.states = seed, None
+
+    def run(self, fn: Callable, x: torch.Tensor, *args):
+        cuda = x.is_cuda
+        with torch.random.fork_rng(devices=[x.device] if cuda else []):
+            if self.states is None:
+                torch.manual_seed(self.seed)
+            else:
+                torch.set_rng_state(self.states[0])
+                if cuda:
+                    torch.cuda.set_rng_state(self.states[1], x.device)
+            out = fn(x, *args)
+            self.states = (torch.get_rng_state(), torch.cuda.get_rng_state(x.device) if cuda else None)
+        return out
+
+
+def _seed(settings: dict) -> int:
+    return DEQUANTIZATION_SEED if settings.get("seed") is None else int(settings["seed"])
+
+
 def _bound(model, data, info, settings) -> Prepared:
+    """−L_k (``bound_k`` samples) and, beside it, the ELBO (k = 1), on importance samples of one seeded stream."""
     k = int(settings.get("bound_k", 1000))
-    return Prepared(lambda x: model.log_prob_bound(x, k), "upper bound", {"k": k})
+    stream = SeededStream(_seed(settings))
+    elbo = Companion("nll_elbo", lambda x: stream.run(model.log_prob_bound, x, 1), "upper bound",
+                     {"k": 1, "bound": "-ELBO, the k = 1 bound with one sample per example: an upper bound on the "
+                                       "NLL in expectation"})
+    return Prepared(lambda x: stream.run(model.log_prob_bound, x, k), "upper bound",
+                    {"k": k, "bound": "-L_k (Burda et al. 2016): an upper bound on the NLL in expectation, "
+                                      "tighter as k grows"}, companions=[elbo])
 
 
 def _is_energy_model(model) -> bool:
@@ -216,8 +263,9 @@ def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "
     """NLL (and bits/dim where meaningful) of ``model`` on ``data`` with standard errors over examples."""
     settings = dict(settings or {})
     name = choose_estimator(model)
+    units = active_units(model, data, info, split, settings) if callable(getattr(model, "posterior_mean", None)) else []
     if name is None:
-        return []
+        return units
     space = info.space
     dequantized = space.kind == "discrete" and not getattr(model, "discrete_log_prob", False)
     seed = DEQUANTIZATION_SEED if settings.get("seed") is None else int(settings["seed"])
@@ -229,8 +277,13 @@ def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "
             prepared = ESTIMATORS[name][1](model, data, info, settings)
         k = prepared.settings.get("k")
         label = f"NLL ({name}{f', k={k}' if k else ''})"
-        values = _per_example(lambda x: -prepared.log_prob(dequantize(x, noise) if dequantized else x), data,
-                              batch_size, label)
+        scorers = [prepared.log_prob, *(c.log_prob for c in prepared.companions)]
+
+        def nlls(x):
+            x = dequantize(x, noise) if dequantized else x
+            return torch.stack([-fn(x) for fn in scorers], 1)
+
+        values, *others = _per_example(nlls, data, batch_size, label).unbind(1)
     finally:
         model.train(was_training)
     kind = prepared.kind
@@ -249,15 +302,49 @@ def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "
         to_bits = lambda v: None if v is None else bits_per_dim(v, space.dim)  # noqa: E731
         records.append(Result("bits_per_dim", to_bits(mean), "bits/dim", std_error=to_bits(se),
                               interval=None if interval is None else tuple(map(to_bits, interval)), **common))
+    for companion, v in zip(prepared.companions, others):
+        c_mean, c_se = mean_and_std_error(v)
+        records.append(Result(companion.metric, c_mean, "nats", std_error=c_se, **{
+            **common, "estimator": companion.kind, "settings": {**common["settings"], **companion.settings}}))
     for r in prepared.records:
         r.split, r.data = split, info.variant
-    records += prepared.records
+    records += prepared.records + units
     if info.mixture is not None:
         h, h_se = mixture_entropy(info.mixture)
         records.append(Result("mixture_entropy", h, "nats", "estimate", std_error=h_se, n=ENTROPY_SAMPLES,
                               data=info.variant, settings={"what": "entropy of the true mixture: the floor of any model's NLL",
                                                            "method": "Monte Carlo"}))
     return records
+
+
+ACTIVE_UNITS_EXAMPLES = 500
+ACTIVE_UNITS_THRESHOLD = 1e-2
+
+
+def active_units(model, data: torch.Tensor, info: DataInfo, split: str = "test", settings: dict | None = None,
+                 examples: int = ACTIVE_UNITS_EXAMPLES, threshold: float = ACTIVE_UNITS_THRESHOLD) -> list[Result]:
+    """Burda et al.'s active units: latent dimensions u with A_u = Cov_x(E_q[u | x]) > 1e-2, the population variance
+    of ``model.posterior_mean`` over the first 500 examples of ``data``. (The IWAE code's ``get_units_variances``
+    takes the first 500 training examples; the evaluator sees the evaluated split only.) A model with more than
+    one entry in ``latent_sizes`` also gets the count per layer; a random ``posterior_mean`` (a deeper layer given a
+    draw of the one below) draws from a stream seeded by ``seed``."""
+    settings = settings or {}
+    x = data[:examples].float().to(next(iter(model.parameters()), torch.empty(0)).device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            means = SeededStream(_seed(settings)).run(model.posterior_mean, x).double().cpu()
+    finally:
+        model.train(was_training)
+    active = means.var(0, unbiased=False) > threshold
+    sizes = list(getattr(model, "latent_sizes", ()))
+    per_layer = {"per_layer": [int(a.sum()) for a in active.split(sizes)]} if len(sizes) > 1 else {}
+    return [Result("active_units", int(active.sum()), "units", "estimate", n=len(x), split=split, data=info.variant,
+                   settings={"definition": f"latent dimensions u with Cov_x(E_q[u|x]) > {threshold:g} "
+                                           f"(Burda et al. 2016, population variance)",
+                             "examples": f"the first {len(x)} of the {split} split", "latent_dims": int(active.numel()),
+                             **per_layer})]
 
 
 ENTROPY_SAMPLES = 200_000

@@ -6,7 +6,8 @@ do through optional methods (docs/design.md, "Model capabilities"):
 * ``log_prob(x) -> Tensor[B]``: exact log-likelihood in nats;
 * ``log_prob_bound(x, k) -> Tensor[B]``: a stochastic lower bound on log p(x);
 * ``sample(n) -> Tensor``: draws in the data space;
-* ``encode`` / ``decode``; ``free_energy`` / ``log_partition_ais`` (RBMs).
+* ``encode`` / ``decode``; ``free_energy`` / ``log_partition_ais`` (RBMs);
+* ``posterior_mean(x) -> Tensor[B, d]``: E_q[z | x] of a latent-variable model (active units).
 
 Optional class attributes: ``needs_training`` (False: nothing to fit, e.g. the
 true mixture), ``supported_spaces`` (data-space kinds the model accepts), and
@@ -42,6 +43,7 @@ MODELS = {
     "gan_posthoc": "genbench.models.gan_inference:GANPostHoc",
     "nice": "genbench.models.flows:NICE",
     "realnvp": "genbench.models.flows:RealNVP",
+    "vae": "genbench.models.vae:VAE",
 }
 
 
