@@ -130,19 +130,18 @@ def panel_columns(model, dm, n: int, seed: int) -> list[tuple[torch.Tensor, torc
 
 
 def fig_5_8(runs, path, n: int = 10_000, seed: int = 0):
-    """Fig. 5.8 as a PNG: rows as :data:`ROWS`, one column per run with encode and decode, plus the VAE column.
+    """Fig. 5.8 as a PNG: rows as :data:`ROWS`, one column per run with encode and decode (ALI, the GAN-inference
+    baselines and the VAE, the thesis' column d, each as the table orders its rows).
 
     Points are coloured by the mixture component of the test example they come from (rows 1–3) or of the
-    generated sample (rows 4–5), so row 2 shows how each model's q(z) organizes the modes. Columns of runs
-    that did not finish say so; the VAE column (the thesis' column d, a VAE with ALI's encoder and decoder)
-    stays empty until a run labelled "VAE" is in the table.
+    generated sample (rows 4–5), so row 2 shows how each model's q(z) organizes the modes. For the VAE, codes
+    are draws from q(z | x) and reconstructions and generator samples are decoder means E[x | z]. Columns of runs
+    that did not finish say so.
     """
     from .samples import _figure
 
     runs = [r for r in runs if r.model is None or has_inference(r.model)]
     columns = [(r.label, r) for r in runs]
-    if not any("vae" in r.label.lower() for r in runs):
-        columns.append(("VAE (not available yet)", None))
     mixture = next((r.datamodule.info.mixture for r in runs if r.datamodule is not None), None)
     colors = mode_colors(mixture.n_components) if mixture is not None else None
     fig = _figure(figsize=(2.6 * len(columns), 2.6 * len(ROWS) + 0.4), dpi=90)
@@ -158,8 +157,7 @@ def fig_5_8(runs, path, n: int = 10_000, seed: int = 0):
             ax.set_aspect("equal")
             ax.tick_params(labelsize=6)
             if panels is None:
-                why = "VAE family\nnot implemented yet" if run is None else f"run {run.status}"
-                ax.text(0, 0, why, ha="center", va="center", fontsize=7, color="grey")
+                ax.text(0, 0, f"run {run.status}", ha="center", va="center", fontsize=7, color="grey")
             else:
                 pts, modes = (t.numpy() for t in panels[i])
                 ax.scatter(pts[:, 0], pts[:, 1], s=0.5, c=colors[modes], alpha=0.6, linewidths=0,
