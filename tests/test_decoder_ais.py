@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import genbench.tables as tables
 from genbench.data import DataSpace, build_datamodule
-from genbench.errors import ConfigError, GenbenchError
+from genbench.errors import ConfigError, GenbenchError, ModelContractError
 from genbench.evaluation import evaluate
 from genbench.evaluation import decoder_ais as da
 from genbench.evaluation.ais import _log_mean_exp
@@ -222,6 +223,9 @@ def test_records_name_their_estimators_and_the_observation_model():
     assert skipped.metric == "bdmc_gap" and math.isnan(skipped.value) and "observation_sample" in skipped.settings["skipped"]
     with pytest.raises(ConfigError, match="observation_variance"):
         da.decoder_ais_records(model, x, info(), {**settings, "observation_variance": None})
+    model.prior_log_prob = lambda z: torch.distributions.Normal(0.0, 2.0).log_prob(z).sum(1)
+    with pytest.raises(ModelContractError, match="prior"):  # AIS starts at N(0, I) draws: another prior is refused
+        da.decoder_ais_records(model, x, info(), settings)
     with pytest.raises(ConfigError, match="valid: temperatures"):
         da.decoder_ais_records(model, x, info(), {"temperature": 10, "observation_variance": 0.1})
     with pytest.raises(GenbenchError, match="binary or continuous"):
@@ -239,3 +243,15 @@ def test_evaluate_runs_decoder_ais_on_a_gan_only_when_asked():
     assert {"nll_ais", "bdmc_gap", "mixture_entropy"} <= set(with_ais)
     assert with_ais["nll_ais"].data == "gmm2d/grid25" and with_ais["nll_ais"].split == "test"
     assert "nll_ais" not in {r.metric for r in evaluate(gan, dm, {"decoder_ais": None, "modes": modes})[0]}
+
+
+def test_the_tables_runs_compose_with_valid_settings_at_every_scale():
+    """Every planned run of configs/table/decoder-ais.yaml composes, names only known decoder_ais keys, and states
+    σ² wherever a generator without its own observation model is scored on continuous data."""
+    spec = tables.load_table("decoder-ais")
+    for scale in spec["scales"]:
+        for run in tables.plan(spec, scale):
+            cfg = tables.compose(run.overrides)
+            settings = da._settings(cfg["evaluation"]["decoder_ais"])
+            if cfg["model"]["name"] in ("gan", "ali") and cfg["data"]["name"] == "gmm2d":
+                assert settings["observation_variance"] == 0.0025, (scale, run.run_id)

@@ -316,6 +316,7 @@ def decoder_ais_records(model, data: torch.Tensor, info, settings: dict | None, 
     cfg = _settings(settings)
     obs = observation_model(model, info, cfg["observation_variance"])
     device = next(iter(model.parameters()), torch.empty(0)).device
+    _check_prior(model, device)
     gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]))
     betas = sigmoid_schedule(int(cfg["temperatures"]))
     d, chains = int(model.latent_dim), int(cfg["chains"])
@@ -378,6 +379,20 @@ def decoder_ais_records(model, data: torch.Tensor, info, settings: dict | None, 
                               settings={"what": "entropy of the true mixture: the floor of any model's NLL",
                                         "method": "Monte Carlo"}))
     return records
+
+
+def _check_prior(model, device) -> None:
+    """AIS starts at exact N(0, I) draws with log Z_0 = 0: refuse a model whose own ``prior_log_prob`` is another."""
+    prior = getattr(model, "prior_log_prob", None)
+    if callable(prior):
+        z = torch.randn(8, int(model.latent_dim), generator=torch.Generator().manual_seed(0)).to(device)
+        with torch.no_grad():
+            own = prior(z).double().cpu()
+        normal = -0.5 * z.double().square().sum(1).cpu() - 0.5 * z.shape[1] * math.log(2 * math.pi)
+        if not torch.allclose(own, normal, atol=1e-4):
+            raise ModelContractError(f"decoder AIS anneals from the prior N(0, I), but {type(model).__name__}."
+                                     f"prior_log_prob is another density (off by up to "
+                                     f"{(own - normal).abs().max().item():.3g} nats)")
 
 
 def _bdmc(obs: Observation, d: int, n: int, betas, chains: int, run: dict, gen, device, protocol) -> list[Result]:
