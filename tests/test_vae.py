@@ -108,7 +108,7 @@ def test_importance_weighted_bounds_increase_with_k_towards_log_p():
     assert g > -3 * s and g < 0.01 * gaps[1][0], gaps
 
 
-def test_observation_log_prob_is_the_decoder_density_and_needs_one_layer():
+def test_observation_model_is_the_decoder_and_needs_one_layer():
     W, mu = ppca()
     vae = ppca_vae(W, mu)
     x, _ = ppca_data(W, mu, 30)
@@ -117,9 +117,14 @@ def test_observation_log_prob_is_the_decoder_density_and_needs_one_layer():
     assert torch.allclose(vae.observation_log_prob(x, z), exact, atol=1e-9)
     assert torch.allclose(vae.prior_log_prob(z), torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1))
     assert vae.latent_dim == M
+    draws = vae.observation_sample(z[:1].expand(20_000, M))  # x ~ N(Wz + μ, σ² I)
+    assert (draws.mean(0) - (z[0] @ W.T + mu)).abs().max() < 4 * SIGMA / math.sqrt(20_000)
+    assert (draws.std(0) - SIGMA).abs().max() < 0.02
     two = VAE(continuous_info(D), latent=[4, 2], hidden=[[8], [8]])
     with pytest.raises(GenbenchError, match="one stochastic layer"):
         two.observation_log_prob(x.float(), z.float())
+    with pytest.raises(GenbenchError, match="one stochastic layer"):
+        two.observation_sample(z.float())
 
 
 # -- the objectives ---------------------------------------------------------------------------------------------------

@@ -61,8 +61,8 @@ class VAE(L.LightningModule):
 
     Capabilities: ``log_prob_bound(x, k)`` (L_k in nats, chunked), ``encode`` (a posterior draw of the top layer),
     ``posterior_mean`` (E_q of every layer, for active units), ``decode`` (the observation mean in data units),
-    ``sample``, ``sample_means``; for decoder-based AIS: ``latent_dim``, ``prior_log_prob`` (N(0, I)) and
-    ``observation_log_prob(x, z)`` (one stochastic layer only).
+    ``sample``, ``sample_means``; for decoder-based AIS: ``latent_dim``, ``prior_log_prob`` (N(0, I)),
+    ``observation_log_prob(x, z)`` and ``observation_sample(z)`` (one stochastic layer only).
     """
 
     supported_spaces = ("binary", "continuous", "discrete")
@@ -220,11 +220,21 @@ class VAE(L.LightningModule):
         One stochastic layer only: with two, p(x | h2) = ∫ p(x | h1) p(h1 | h2) dh1 is itself a latent-variable
         model without a closed form, so decoder-based AIS over h2 alone does not apply.
         """
-        if len(self.latent_sizes) > 1:
-            raise GenbenchError(f"observation_log_prob needs one stochastic layer; this VAE has {len(self.latent_sizes)} "
-                                f"({list(self.latent_sizes)}), and p(x | top layer) has no closed form")
+        self._one_layer("observation_log_prob")
         with evaluating(self):
             return self.obs.log_prob(x.flatten(1).to(self.dtype), *self.decoder[0](z))
+
+    @torch.no_grad()
+    def observation_sample(self, z: torch.Tensor) -> torch.Tensor:
+        """x ~ p(x | z) in the data space, shaped like the data (BDMC simulates data with it); one stochastic layer."""
+        self._one_layer("observation_sample")
+        with evaluating(self):
+            return self.obs.sample(*self.decoder[0](z)).reshape(len(z), *self.shape)
+
+    def _one_layer(self, what: str) -> None:
+        if len(self.latent_sizes) > 1:
+            raise GenbenchError(f"{what} needs one stochastic layer; this VAE has {len(self.latent_sizes)} "
+                                f"({list(self.latent_sizes)}), and p(x | top layer) has no closed form")
 
     # -- training -----------------------------------------------------------------------------------------------------
     def on_train_start(self):
