@@ -332,3 +332,16 @@ def test_training_on_digits_beats_every_model_that_ignores_its_code():
     trained = -vae.log_prob_bound(x, 1000).mean().item()
     assert untrained > independent - 0.5
     assert trained < independent - 3.0, (trained, independent, untrained)
+
+
+def test_scoring_during_training_keeps_denormals_flushed():
+    """Training turns flushing on (a 3-4x faster epoch); a bound computed meanwhile (a periodic validation) must not
+    turn it off for the epochs that follow, and the end of training turns it off."""
+    from genbench.nn import vae as nn_vae
+
+    vae = binary_vae()
+    vae.on_train_start()
+    vae.log_prob_bound(torch.zeros(2, 36), 3)
+    assert nn_vae._FLUSHING[0] and torch.tensor(1e-40).item() == 0.0
+    vae.on_train_end()
+    assert not nn_vae._FLUSHING[0] and torch.tensor(1e-40).item() != 0.0

@@ -62,22 +62,27 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     return not_last * F.logsigmoid(b) + not_first * F.logsigmoid(-a) + not_first * not_last * log1mexp(-inv_s)
 
 
-def set_flush_denormals(on: bool) -> None:
-    """Read floats below 1.2e-38 as zero (x86 FTZ/DAZ) or stop doing so. A VAE trains and scores with it on: the
-    logits of pixels that are never on drift towards −∞ for as long as training runs, their sigmoids become
-    denormal, and the products of the backward pass ran 3–4× slower on them (measured on MNIST, k = 50).
-    ``torch`` has no getter, so "off" is its default state."""
-    torch.set_flush_denormal(on)
+_FLUSHING = [False]  # the state set through this module (torch has no getter; off is its default)
+
+
+def set_flush_denormals(on: bool) -> bool:
+    """Read floats below 1.2e-38 as zero (x86 FTZ/DAZ) or stop doing so; returns the previous state. A VAE trains
+    and scores with it on: the logits of pixels that are never on drift towards −∞ for as long as training runs,
+    their sigmoids become denormal, and the products of the backward pass ran 3–4× slower on them (measured on
+    MNIST, k = 50)."""
+    before, _FLUSHING[0] = _FLUSHING[0], bool(on)
+    torch.set_flush_denormal(bool(on))
+    return before
 
 
 @contextmanager
 def flushing_denormals():
-    """:func:`set_flush_denormals` on inside, off afterwards."""
-    set_flush_denormals(True)
+    """:func:`set_flush_denormals` on inside, as it was afterwards (e.g. still on when scored during training)."""
+    before = set_flush_denormals(True)
     try:
         yield
     finally:
-        set_flush_denormals(False)
+        set_flush_denormals(before)
 
 
 @torch.no_grad()
