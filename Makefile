@@ -32,7 +32,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-# speed against peers (scikit-learn's BernoulliRBM, a plain matmul loop) → results/bench/; run on an idle machine
+# speed against peers and the arithmetic floor (RBM vs scikit-learn, AIS and IWAE bounds vs bare matmul loops, VAE epoch vs a bare loop) → results/bench/; run on an idle machine
 bench: $(STAMP)
 	$(BIN)/python -m genbench.bench
 
