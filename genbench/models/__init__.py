@@ -44,6 +44,9 @@ MODELS = {
     "nice": "genbench.models.flows:NICE",
     "realnvp": "genbench.models.flows:RealNVP",
     "vae": "genbench.models.vae:VAE",
+    "nade": "genbench.models.autoregressive:NADE",
+    "made": "genbench.models.autoregressive:MADE",
+    "pixelcnn": "genbench.models.autoregressive:PixelCNN",
 }
 
 
