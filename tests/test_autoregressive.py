@@ -22,6 +22,12 @@ from genbench.nn.masked import CategoricalPixels, LogisticMixturePixels, pixelcn
 from genbench.nn.nade import nade_logits, nade_logits_naive
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same global stream (MADE draws its mask pool from it), whatever ran before."""
+    torch.manual_seed(0)
+
+
 def info(shape, levels=None, seed=0) -> DataInfo:
     space = DataSpace("discrete" if levels else "binary", tuple(shape), levels)
     g = torch.Generator().manual_seed(seed)
@@ -353,3 +359,15 @@ def test_each_model_trained_on_digits_beats_an_untrained_one_and_independent_pix
         fit(model, dm, epochs)
         trained = nll(model)
         assert trained < min(untrained, independent) - 2, (name, untrained, trained, independent)
+
+
+# -- what the speed report counts -------------------------------------------------------------------------------------
+
+def test_bench_counts_the_products_of_nade_and_pixelcnn():
+    from genbench.bench_ar import conv_flops, nade_flops
+
+    assert nade_flops(784, 500, naive=False) == 4 * 784 * 500
+    assert nade_flops(784, 500, naive=True) == 2 * 784 * 784 * 500 + 2 * 784 * 500
+    model = PixelCNN(info((1, 28, 28)), features=16, blocks=1, head=32)
+    per_pixel = 49 * 1 * 32 + (32 * 16 + 9 * 16 * 16 + 16 * 32) + 32 * 32 + 32 * 1  # 7×7 A, block, head
+    assert conv_flops(model, 3, 28, 10) == 2 * per_pixel * 3 * 28 * 10

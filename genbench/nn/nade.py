@@ -25,11 +25,11 @@ def nade_logits(x: torch.Tensor, W: torch.Tensor, c: torch.Tensor, V: torch.Tens
     carry = c.expand(x.shape[0], -1)  # a at the block's first pixel
     out = []
     for s in range(0, x.shape[1], block):
-        contrib = x[:, s:s + block].unsqueeze(2) * Wt[s:s + block]  # [B, k, H]: W_{:,j} x_j
-        total = contrib.cumsum(1)
-        a = (total - contrib) + carry.unsqueeze(1)  # exclusive: Σ over the block's j < d
-        carry = carry + total[:, -1]
-        out.append((torch.sigmoid(a) * V[s:s + block]).sum(-1))
+        xs, ws = x[:, s:s + block], Wt[s:s + block]
+        # a over the block: the carry, then + W_j x_j for each pixel j before the block's last, summed in order
+        a = torch.cat([carry.unsqueeze(1), xs[:, :-1].unsqueeze(2) * ws[:-1]], 1).cumsum(1)  # [B, k, H]
+        carry = a[:, -1] + xs[:, -1:] * ws[-1]
+        out.append(torch.einsum("bkh,kh->bk", torch.sigmoid(a), V[s:s + block]))
     return torch.cat(out, 1)
 
 
