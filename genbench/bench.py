@@ -8,7 +8,10 @@
   a fresh process with an empty ``GENBENCH_HOME`` so that every run executes;
 * (d) Burda's −L_5000 on 10,000 binarized MNIST images against the arithmetic floor of
   its products, and (e) a VAE/IWAE training epoch through Lightning against a bare loop
-  of the same updates (:mod:`genbench.bench_vae`).
+  of the same updates (:mod:`genbench.bench_vae`);
+* (f) NADE's O(HD) scoring against the naive O(HD²) one, (g) MADE's 32-mask ensemble on the
+  MNIST test set and (h) PixelCNN drawing 100 images, each against the arithmetic floor of
+  its products (:mod:`genbench.bench_ar`).
 
 Numbers are only comparable on an idle machine (both cores free): the load
 average is recorded with every figure.
@@ -91,6 +94,9 @@ def markdown(result: dict) -> str:
                   "| k | Lightning epoch (s) | bare loop of the same updates (s) | ratio |", "|---|---|---|---|"]
         lines += [f"| {e['k']} | {e['lightning_s']:.1f} | {e['bare_s']:.1f} | {e['ratio']:.2f} |" for e in result["vae_epoch"]]
         lines += [""]
+    from .bench_ar import markdown as ar_markdown
+
+    lines += ar_markdown(result)
     if result.get("tables"):
         lines += ["## (c) Tables at smoke scale, from scratch", "", "| table | wall (s) | peak memory (MiB) | exit |",
                   "|---|---|---|---|"]
@@ -100,7 +106,7 @@ def markdown(result: dict) -> str:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip", nargs="*", default=[], choices=["pcd", "ais", "vae", "tables"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["pcd", "ais", "vae", "ar", "tables"])
     ap.add_argument("--tables", nargs="*", default=None, help="tables to time (default: all)")
     ap.add_argument("--out", type=Path, default=paths.results_dir("bench"))
     a = ap.parse_args(argv)
@@ -121,6 +127,12 @@ def main(argv=None) -> dict:
 
         result["vae_bound"] = benchmark_bound()
         result["vae_epoch"] = [benchmark_vae_epoch(k=k) for k in (1, 50)]
+    if "ar" not in a.skip:
+        from .bench_ar import benchmark_made_ensemble, benchmark_nade, benchmark_pixelcnn_sampling
+
+        result["nade_eval"] = benchmark_nade()
+        result["made_ensemble"] = benchmark_made_ensemble()
+        result["pixelcnn_sampling"] = benchmark_pixelcnn_sampling()
     if "tables" not in a.skip:
         measured = {t["table"]: t for t in result.get("tables", [])}
         measured.update({t: table_smoke_cost(t) for t in (a.tables or table_names())})
