@@ -43,6 +43,7 @@ MODELS = {
     "gan_posthoc": "genbench.models.gan_inference:GANPostHoc",
     "nice": "genbench.models.flows:NICE",
     "realnvp": "genbench.models.flows:RealNVP",
+    "zuko": "genbench.models.zuko_flows:ZukoFlow",
     "vae": "genbench.models.vae:VAE",
     "nade": "genbench.models.autoregressive:NADE",
     "made": "genbench.models.autoregressive:MADE",

@@ -50,19 +50,21 @@ class FlowModel(L.LightningModule):
     """What NICE and Real NVP share: data transform, prior, scoring, sampling and the training loop.
 
     Subclasses set ``self.transform`` (data → modelled space), ``self.flow`` (→ latent [B, D]), ``self.prior``
-    and ``self.flat`` (whether the flow takes flattened vectors).
+    and ``self.flat`` (whether the flow takes flattened vectors). ``weight_decay`` is Adam's L2 term on every
+    parameter (0 for NICE and Real NVP; MAF's code uses 1e-6).
     """
 
     supported_spaces = ("discrete", "continuous")
 
     def __init__(self, info: DataInfo, lr: float, beta1: float, beta2: float, eps: float, l2: float,
-                 lr_schedule: str = "constant"):
+                 lr_schedule: str = "constant", weight_decay: float = 0.0):
         super().__init__()
         if lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
         self.shape, self.dim = tuple(info.shape), info.dim
         self.levels = info.space.levels if info.space.kind == "discrete" else None
         self.lr, self.betas, self.eps, self.l2, self.lr_schedule = lr, (beta1, beta2), eps, l2, lr_schedule
+        self.weight_decay = weight_decay
 
     # -- the model ------------------------------------------------------------------------------------------------
     def _in(self, x):
@@ -87,6 +89,15 @@ class FlowModel(L.LightningModule):
         """Exact log density in nats, [B] (discrete data: of the dequantized pixels, in pixel units)."""
         with evaluating(self):
             return self._log_prob(x)
+
+    def log_prob_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(y), log|det ∂y/∂x|), [B] each, for y = transform(x) the modelled values: ``log_prob`` is their
+        sum. log p(y) is what a paper that models a transformed space prints (MAF's Table 2: logit space); the
+        log-det depends on the data alone, not on the model."""
+        with evaluating(self):
+            y, ld_data = self.transform(self._in(x))
+            z, ld_flow = self.flow(y)
+            return self.prior.log_prob(z) + ld_flow, ld_data
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The latent z = f(x), [B, D] (x in the data's continuous units: dequantized pixels or points)."""
@@ -129,12 +140,19 @@ class FlowModel(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas, eps=self.eps)
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas, eps=self.eps,
+                               weight_decay=self.weight_decay)
         if self.lr_schedule == "constant":
             return opt
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+
+def logit_space(levels: int | None, alpha: float) -> FlowSequence:
+    """Pixel units [0, L) → logit(α + (1 − 2α) x/L), each step with its log-det; the identity on continuous data
+    (``levels`` None). Real NVP's α is 0.05, MAF's 1e-6."""
+    return FlowSequence(Rescale(1.0 / levels), Logit(alpha)) if levels is not None else FlowSequence()
 
 
 def _to_unit(levels: int, data_range: str) -> Rescale:
@@ -201,8 +219,7 @@ class RealNVP(FlowModel):
         if architecture == "multiscale" and len(self.shape) != 3:
             raise ConfigError(f"the multiscale architecture needs images [C, H, W]; {info.variant} is {info.space}")
         self.architecture, self.flat = architecture, architecture == "mlp"
-        self.transform = (FlowSequence(Rescale(1.0 / self.levels), Logit(alpha)) if self.levels is not None
-                          else FlowSequence())
+        self.transform = logit_space(self.levels, alpha)
         if architecture == "multiscale":
             self.flow = MultiScaleFlow(self.shape, scales, blocks, features, batch_norm, weight_norm)
         else:
