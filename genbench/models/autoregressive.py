@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from ..nn.bernoulli import base_rates, bernoulli
 from ..nn.flows import evaluating
 from ..nn.masked import (BernoulliPixels, CategoricalPixels, LogisticMixturePixels, MaskedMLP, PixelCNNNet,
-                         made_degrees, made_masks)
+                         input_degrees, made_degrees, made_masks)
 from ..nn.nade import nade_logits
 from ..nn.vae import BernoulliObservation
 
@@ -207,12 +207,9 @@ class MADE(Autoregressive):
         self.hidden_sizes = hidden
 
     def mask_set(self, k: int) -> list[torch.Tensor]:
-        """The masks of pool member k, on the model's device and dtype."""
-        order = self.orders[k].cpu()
-        degrees = made_degrees(order, [])[:1] + [getattr(self, f"degrees_{l}")[k].cpu()
-                                                   for l in range(len(self.hidden_sizes))]
-        w = self.net.layers[0].weight
-        return [m.to(device=w.device, dtype=w.dtype) for m in made_masks(degrees, self.direct)]
+        """The masks of pool member k, built on the model's device from its degrees, in the weights' dtype."""
+        degrees = [input_degrees(self.orders[k]), *(getattr(self, f"degrees_{l}")[k] for l in range(len(self.hidden_sizes)))]
+        return [m.to(self.net.layers[0].weight.dtype) for m in made_masks(degrees, self.direct)]
 
     def logits(self, x: torch.Tensor, k: int = 0) -> torch.Tensor:
         """logit p(x_d = 1 | x before d in order k), [B, D], under mask set k (differentiable in x)."""

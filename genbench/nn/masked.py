@@ -35,10 +35,16 @@ def made_degrees(order: torch.Tensor, hidden: Sequence[int], generator: torch.Ge
     a unit of hidden layer l has a degree drawn uniformly from {min degree of layer l−1, …, D−1}, so every unit
     connects to something and none sees every input."""
     d = len(order)
-    degrees = [torch.empty(d, dtype=torch.long)]
-    degrees[0][order] = torch.arange(1, d + 1)
+    degrees = [input_degrees(order)]
     for units in hidden:
-        degrees.append(torch.randint(int(degrees[-1].min()), d, (units,), generator=generator))
+        degrees.append(torch.randint(int(degrees[-1].min()), d, (units,), generator=generator, device=order.device))
+    return degrees
+
+
+def input_degrees(order: torch.Tensor) -> torch.Tensor:
+    """1 + the position of each input in ``order``, on order's device."""
+    degrees = torch.empty_like(order)
+    degrees[order] = torch.arange(1, len(order) + 1, device=order.device)
     return degrees
 
 
