@@ -203,15 +203,16 @@ class RealNVP(FlowModel):
     hidden layers of ``hidden`` units, ``activation``, optional ``separate_st`` networks, optional
     ``batch_norm``); ``auto`` picks multiscale for images and mlp for vectors. Discrete data are modelled as
     logit(α + (1 − 2α) x/L); ``prior`` is N(0, I). ``l2`` penalizes the squared weight-norm magnitudes and
-    coupling scales (5e-5 in the thesis).
+    coupling scales (5e-5 in the thesis); ``weight_decay`` is Adam's L2 on every parameter (MAF's code: 1e-6).
     """
 
     def __init__(self, info: DataInfo, architecture: str = "auto", scales: int = 2, blocks: int = 2,
                  features: int = 16, couplings: int = 8, hidden: int = 64, layers: int = 2, activation: str = "relu",
                  separate_st: bool = False, batch_norm: bool = True, weight_norm: bool = True,
                  prior: str = "gaussian", alpha: float = 0.05, lr: float = 1e-3, beta1: float = 0.9,
-                 beta2: float = 0.999, eps: float = 1e-8, l2: float = 5e-5, lr_schedule: str = "constant"):
-        super().__init__(info, lr, beta1, beta2, eps, l2, lr_schedule)
+                 beta2: float = 0.999, eps: float = 1e-8, l2: float = 5e-5, lr_schedule: str = "constant",
+                 weight_decay: float = 0.0):
+        super().__init__(info, lr, beta1, beta2, eps, l2, lr_schedule, weight_decay)
         if architecture not in ARCHITECTURES:
             raise ConfigError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURES)}")
         if architecture == "auto":
