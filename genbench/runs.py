@@ -173,6 +173,26 @@ class ConfigInCheckpoint(L.Callback):
         checkpoint["genbench"] = {"config": self.config}
 
 
+class TrainingClock(L.Callback):
+    """Wall time spent in training, kept in every checkpoint: a resumed training reports its whole cost."""
+
+    def __init__(self):
+        self.before, self.start = 0.0, None
+
+    def on_fit_start(self, trainer, pl_module):
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return self.before + (time.perf_counter() - self.start if self.start is not None else 0.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.before = state["seconds"]
+
+
 def non_finite_parameters(model) -> bool:
     return any(not torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
 
@@ -221,7 +241,9 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
         else:
             settings = config.get("evaluation") or {}
             figure_dir = figure_dir_for(record_path, run_id)
+            began = time.perf_counter()
             results, figures = evaluate(model, dm, settings, figure_dir, split=settings.get("split", "test"))
+            record["eval_time_s"] = round(time.perf_counter() - began, 3)
             figures += learning_curve(loggers, figure_dir) if not record.get("reused_training") else []
             record["results"], record["figures"] = [r.to_dict() for r in results], figures
             record["status"] = "finished"
@@ -255,20 +277,25 @@ def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, 
     if saved is not None:  # the same data, model, trainer and seed were trained before: evaluate that model
         model.load_state_dict(saved["state_dict"])
         record["reused_training"] = True
+        record["train_time_s"] = saved.get("genbench", {}).get("train_time_s")  # None: trained before times were kept
+        record["trained_on"] = saved.get("genbench", {}).get("cpu")
         return None
-    guard = DivergenceGuard()
+    guard, clock, began = DivergenceGuard(), TrainingClock(), time.perf_counter()
     if getattr(model, "needs_training", True):
         last = ckpt_dir / LAST_CHECKPOINT
         interrupted = trusted_checkpoint(last, mmap=True)
         if interrupted is not None:
             record["resumed_from_epoch"] = interrupted["epoch"] + 1
-        trainer = build_trainer(config, loggers, [guard, ConfigInCheckpoint(config), RandomState(),
+        trainer = build_trainer(config, loggers, [guard, clock, ConfigInCheckpoint(config), RandomState(),
                                                   *periodic(config, dm)], ckpt_dir)
         trainer.fit(model, datamodule=dm, ckpt_path=last if interrupted is not None else None, weights_only=True)
         record["epochs"], record["steps"] = trainer.current_epoch, trainer.global_step
+    record["train_time_s"] = round(clock.seconds if clock.start is not None else time.perf_counter() - began, 3)
+    record["trained_on"] = cpu_name()
     diverged = guard.reason or ("non-finite parameters after training" if non_finite_parameters(model) else None)
     if not diverged:
-        save_atomic({"state_dict": model.state_dict(), "genbench": {"config": config}}, final)
+        save_atomic({"state_dict": model.state_dict(), "genbench": {
+            "config": config, "train_time_s": record["train_time_s"], "cpu": record["trained_on"]}}, final)
     (ckpt_dir / LAST_CHECKPOINT).unlink(missing_ok=True)  # the training has ended: nothing to resume
     return diverged
 

@@ -48,8 +48,10 @@ def test_a_killed_training_resumes_from_its_last_epoch_to_the_same_record(genben
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:  # kill once two epochs are checkpointed
         last = next(iter(models_dir_of(home).glob(f"*/{LAST_CHECKPOINT}")), None)
-        if last is not None and torch.load(last, weights_only=True, mmap=True)["epoch"] >= 1:
+        state = torch.load(last, weights_only=True, mmap=True) if last is not None else None
+        if state is not None and state["epoch"] >= 1:
             proc.send_signal(signal.SIGKILL)
+            trained_before_kill = state["callbacks"]["TrainingClock"]["seconds"]
             break
         time.sleep(0.05)
     proc.wait()
@@ -59,6 +61,7 @@ def test_a_killed_training_resumes_from_its_last_epoch_to_the_same_record(genben
     assert resumed.returncode == 0, out
     record = json.loads(next((home / "results" / "runs" / "train").glob("*.json")).read_text())
     assert record["status"] == "finished" and record["resumed_from_epoch"] >= 2 and record["epochs"] == 6
+    assert record["train_time_s"] > trained_before_kill > 0  # the training's whole cost, both processes' parts
     ours, reference = values(record), values(whole)
     assert ours.keys() == reference.keys()
     for metric, v in reference.items():

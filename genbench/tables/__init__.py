@@ -5,7 +5,9 @@ A table config (``configs/table/NAME.yaml``) lists
 * ``datasets``: key → {``label``, ``overrides``, optional ``smoke`` / ``paper`` overrides};
 * ``models``: rows, each {``label``, ``overrides``, optional ``datasets`` (keys; default all),
   ``smoke`` / ``paper`` overrides, ``scales`` (the scales the row runs at; default all),
-  ``published``: dataset key → [published ids]};
+  ``published``: dataset key → [published ids], ``same_as``: {``table``, ``row``, ``dataset``, optional ``scales``:
+  this scale → theirs}, to repeat another table's row (its overrides and, by default, its published ids), and
+  ``family`` (the marker of the cost figure)};
 * ``derived``: numbers computed from rows seed by seed, e.g. a relative NLL increase
   (:data:`DERIVED`), each {``label``, ``kind``, ``metric``, ``rows``: role → row label, ``dataset``, ``published``};
 * ``metrics``: the metrics shown, in order (the first is the headline of the figure and ranking);
@@ -23,7 +25,9 @@ Overrides apply from the general to the specific: scale, dataset, dataset at thi
 row at this scale. Every (row, dataset, seed) is one run whose record lives in
 ``results/runs/TABLE/SCALE/RUN_ID.json``; a run whose finished (or diverged)
 record has the same config hash is not run again, so an interrupted table
-resumes where it stopped and a changed config reruns only what changed. Each scale has its own render,
+resumes where it stopped and a changed config reruns only what changed. A run whose config another table's
+finished record already has (a ``same_as`` row) copies that record (``reused_record`` names it) instead of
+rerunning: the cross-family table costs nothing for what the family tables measured. Each scale has its own render,
 ``results/tables/TABLE/SCALE.{md,csv,tex,json}`` (:mod:`.render`).
 
 Homes: :mod:`.spec` (config and plan), :mod:`.aggregate` (records → lines), :mod:`.render` (md/csv/tex, the
@@ -37,7 +41,7 @@ import time
 from pathlib import Path
 
 from .. import paths
-from ..runs import claim_run, is_current, read_record, train_and_evaluate
+from ..runs import claim_run, is_current, read_record, save_record, train_and_evaluate
 from .aggregate import LOWER_IS_BETTER, aggregate, stats
 from .figures import TrainedRun, curve_points, table_figures
 from .render import Render, fmt, write_render
@@ -69,6 +73,7 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
     began = time.time()
     records: list[dict] = []
     claimed_elsewhere = []
+    measured = MeasuredRuns()
     for i, p in enumerate(planned):
         step = f"[{i + 1}/{len(planned)}] {p.run_id}"
         config = compose(p.overrides)
@@ -77,6 +82,9 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
         if _done(old, config):
             log(f"{step}: done before ({old['status']})")
             records.append(old)
+        elif (same := measured.copy(config, path, p.run_id, name)) is not None:
+            log(f"{step}: the same run as {same['reused_record']}")
+            records.append(same)
         elif render_only or (rows is not None and rows not in p.row) or (seeds is not None and p.seed not in seeds):
             records.append(MISSING)
         else:
@@ -98,6 +106,28 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
     frame = aggregate(spec, planned, records)
     return write_render(spec, scale, frame, planned, records, output_name or name, overwrite=overwrite, log=log,
                         figures=lambda out: table_figures(spec, scale, planned, records, out))
+
+
+class MeasuredRuns:
+    """Every finished run record under ``results/runs``, read once (on the first lookup) per table run."""
+
+    def __init__(self):
+        self._records: list[tuple[Path, dict]] | None = None
+
+    def copy(self, config: dict, path: Path, run_id: str, table: str) -> dict | None:
+        """Another record of this exact config, saved as this run's with ``reused_record`` naming it; or None."""
+        if self._records is None:
+            root = paths.results_dir("runs")
+            found = ((f, read_record(f)) for f in sorted(root.rglob("*.json")))
+            self._records = [(f, r) for f, r in found if r and r.get("status") == "finished" and not r.get("reused_record")]
+        source = next(((f, r) for f, r in self._records if f != path and r.get("config", {}).get("seed") == config["seed"]
+                       and is_current(r, config)), None)
+        if source is None:
+            return None
+        where = str(source[0].relative_to(paths.results_dir("runs")))
+        record = {**source[1], "run_id": run_id, "table": table, "name": config.get("name"), "reused_record": where}
+        save_record(path, record)
+        return record
 
 
 def _done(record: dict | None, config: dict) -> bool:

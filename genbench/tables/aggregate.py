@@ -40,7 +40,7 @@ def aggregate(spec: dict[str, Any], planned: list[PlannedRun], records: list[dic
         variant = next((r["data"]["variant"] for _, r in runs if r.get("data")), spec["datasets"][key].get("label", key))
         shown = False
         for metric in spec["metrics"]:
-            values = [res for r in done for res in r["results"] if res["metric"] == metric]
+            values = [res for r in done for res in [*r["results"], *cost_results(r)] if res["metric"] == metric]
             metric_pubs = [q for q in pubs if q.metric == metric]
             if not values and not metric_pubs:
                 continue
@@ -87,6 +87,20 @@ def derived_lines(spec, planned, records, published) -> list[dict[str, Any]]:
                 "metric": d["kind"], "status": f"derived from {metric} of {', '.join(d['rows'].values())}", **stats(values)}
         lines += [{**base, **published_columns(q)} for q in pubs]
     return lines
+
+
+COSTS = ("train_time_s", "eval_time_s", "wall_time_s")
+"""A run's wall times in its record: training (the whole of it, across resumptions), evaluation, and the run."""
+
+
+def cost_results(record: dict) -> list[dict[str, Any]]:
+    """A run's wall times as result lines (seconds, ``measured``), for a table whose ``metrics`` lists them.
+
+    A run that reused a training (or whose record was copied from one that did) has no run time of its own:
+    ``wall_time_s`` is then left out, and ``train_time_s`` is the original training's where its checkpoint kept it.
+    """
+    costs = [k for k in COSTS if record.get(k) is not None and not (k == "wall_time_s" and record.get("reused_training"))]
+    return [{"metric": k, "value": float(record[k]), "unit": "s", "estimator": "measured"} for k in costs]
 
 
 def ref_dataset(spec: dict[str, Any], q: Published) -> str:

@@ -150,3 +150,47 @@ def curves_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def cost_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
+    """The table's ``cost_figure`` ({``metric``}): per dataset, the metric against the training and the evaluation
+    wall time (log scale), one marker per row ``family``. A row whose record has no training time of its own
+    (runs made before training and evaluation were timed apart) is drawn hollow at its whole run's time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not spec.get("cost_figure") or frame.empty:
+        return None
+    metric = spec["cost_figure"]["metric"]
+    family = {m["label"]: m.get("family", m["label"]) for m in spec["models"]}
+    markers = dict(zip(sorted(set(family.values())), "osD^vP*XhpH<>8"))
+    by = frame.drop_duplicates(["row", "dataset", "metric"]).set_index(["row", "dataset", "metric"])["obtained"]
+    keys = [k for k in frame["dataset"].drop_duplicates() if (frame[(frame["dataset"] == k)]["metric"] == metric).any()]
+    units = frame.loc[(frame["metric"] == metric) & frame["unit"].notna(), "unit"]
+    unit = units.iloc[0] if len(units) else ""
+    if not keys:
+        return None
+    fig, axes = plt.subplots(len(keys), 2, figsize=(10, 3.6 * len(keys)), squeeze=False)
+    for axrow, key in zip(axes, keys):
+        rows = [r for r in frame.loc[frame["dataset"] == key, "row"].drop_duplicates() if (r, key, metric) in by.index]
+        for ax, cost in zip(axrow, ("train_time_s", "eval_time_s")):
+            for i, row in enumerate(rows):
+                y, x = by[(row, key, metric)], by.get((row, key, cost))
+                hollow = cost == "train_time_s" and (x is None or pd.isna(x))
+                x = by.get((row, key, "wall_time_s")) if hollow else x
+                if x is None or pd.isna(x) or pd.isna(y):
+                    continue
+                ax.scatter([x], [y], marker=markers[family[row]], s=50, edgecolors=f"C{i % 10}",
+                           facecolors="none" if hollow else f"C{i % 10}", label=textwrap.fill(row, 40))
+            ax.set_xscale("log")
+            ax.set(xlabel=f"{'training' if cost == 'train_time_s' else 'evaluation'} wall time (s, log scale)",
+                   ylabel=f"{metric} ({unit})")
+            ax.set_title(textwrap.fill(spec["datasets"].get(key, {}).get("label", key), 60), fontsize=9)
+        axrow[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -15,7 +15,7 @@ import pandas as pd
 from .. import paths
 from ..runs import git_commit, write_json_atomic, write_text_atomic
 from .aggregate import LOWER_IS_BETTER
-from .figures import curves_figure, summary_figure
+from .figures import cost_figure, curves_figure, summary_figure
 
 
 def fmt(v: Any) -> str:
@@ -100,7 +100,8 @@ def write_render(spec, scale, frame: pd.DataFrame, planned, records, name: str, 
         return Render(written, text, kept=True)
     out.mkdir(parents=True, exist_ok=True)
     figs = [f for f in (summary_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_summary.png")),
-                        curves_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_curves.png"))) if f]
+                        curves_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_curves.png")),
+                        cost_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_cost.png"))) if f]
     figs += figures(name)
     text = markdown(spec, scale, frame, planned, records, counts, out, figs)
     write_text_atomic(written["csv"], frame.assign(scale=scale).to_csv(index=False))

@@ -57,10 +57,7 @@ class PlannedRun:
 
 
 def plan(spec: dict[str, Any], scale: str) -> list[PlannedRun]:
-    if scale not in SCALES:
-        raise TableError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
-    if scale not in spec["scales"]:
-        raise TableError(f"table {spec['name']!r} has no {scale!r} scale; it has {', '.join(spec['scales'])}")
+    check_scale(spec, scale)
     scale_cfg = spec["scales"][scale] or {}
     planned = []
     for row in spec["models"]:
@@ -69,14 +66,56 @@ def plan(spec: dict[str, Any], scale: str) -> list[PlannedRun]:
         for key in row.get("datasets") or list(spec["datasets"]):
             if key not in spec["datasets"]:
                 raise TableError(f"row {row['label']!r} names dataset {key!r}; the table has {', '.join(spec['datasets'])}")
-            ds = spec["datasets"][key]
-            drawn = {**(scale_cfg.get("random_overrides") or {}), **(row.get("random_overrides") or {})}
+            published = (row.get("published") or {}).get(key) or source_published(row)
             for seed in scale_cfg.get("seeds", [0]):
-                overrides = [*scale_cfg.get("overrides", []), *ds.get("overrides", []), *ds.get(scale, []),
-                             *row.get("overrides", []), *row.get(scale, []), *random_overrides(drawn, seed),
-                             f"seed={seed}", f"name={slug(row['label'])}"]
-                planned.append(PlannedRun(row["label"], key, seed, overrides, (row.get("published") or {}).get(key, [])))
+                overrides = [*run_overrides(spec, scale, row, key, seed), f"seed={seed}", f"name={slug(row['label'])}"]
+                planned.append(PlannedRun(row["label"], key, seed, overrides, published))
     return planned
+
+
+def check_scale(spec: dict[str, Any], scale: str) -> None:
+    if scale not in SCALES:
+        raise TableError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    if scale not in spec["scales"]:
+        raise TableError(f"table {spec['name']!r} has no {scale!r} scale; it has {', '.join(spec['scales'])}")
+
+
+def run_overrides(spec: dict[str, Any], scale: str, row: dict[str, Any], key: str, seed: int) -> list[str]:
+    """The overrides of one run, the most specific last: scale < dataset < dataset at this scale < row < row at
+    this scale < random draws. A row ``same_as`` another table's row takes that row's overrides (at the scale
+    ``same_as.scales`` maps this scale to, else the same), so the two runs share one config and one record."""
+    if "same_as" in row:
+        src, src_row, src_scale = same_as(row, scale)
+        base = run_overrides(src, src_scale, src_row, row["same_as"]["dataset"], seed)
+        return [*base, *row.get("overrides", []), *row.get(scale, [])]
+    scale_cfg, ds = spec["scales"][scale] or {}, spec["datasets"][key]
+    drawn = {**(scale_cfg.get("random_overrides") or {}), **(row.get("random_overrides") or {})}
+    return [*scale_cfg.get("overrides", []), *ds.get("overrides", []), *ds.get(scale, []),
+            *row.get("overrides", []), *row.get(scale, []), *random_overrides(drawn, seed)]
+
+
+def same_as(row: dict[str, Any], scale: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The table, row and scale a ``same_as`` row repeats: ``{table, row, dataset[, scales: {ours: theirs}]}``."""
+    ref = row["same_as"]
+    src = load_table(ref["table"])
+    src_scale = (ref.get("scales") or {}).get(scale, scale)
+    check_scale(src, src_scale)
+    src_row = next((m for m in src["models"] if m["label"] == ref["row"]), None)
+    if src_row is None or src_scale not in src_row.get("scales", SCALES) or ref["dataset"] not in (
+            src_row.get("datasets") or list(src["datasets"])):
+        raise TableError(f"row {row['label']!r} is same_as row {ref['row']!r} of table {ref['table']!r} on "
+                         f"{ref['dataset']!r} at scale {src_scale!r}, which that table does not plan; its rows: "
+                         + "; ".join(m["label"] for m in src["models"]))
+    return src, src_row, src_scale
+
+
+def source_published(row: dict[str, Any]) -> list[str]:
+    """A ``same_as`` row's published entries default to those of the row it repeats."""
+    if "same_as" not in row:
+        return []
+    ref = row["same_as"]
+    src_row = next((m for m in load_table(ref["table"])["models"] if m["label"] == ref["row"]), {})
+    return (src_row.get("published") or {}).get(ref["dataset"], [])
 
 
 def random_overrides(spec: dict[str, dict[str, list[float]]], seed: int) -> list[str]:
