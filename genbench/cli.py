@@ -6,7 +6,9 @@
     genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [KEY=VALUE ...]
     genbench list [models|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
-    genbench sweep NAME                                     a W&B sweep from configs/sweep/NAME.yaml
+    genbench sweep NAME [--count N] [--backend wandb|optuna] [--storage URL] [--summary]
+                                                            a sweep of configs/sweep/NAME.yaml (W&B's format): on the
+                                                            W&B server with a W&B key, else offline through Optuna
 """
 
 from __future__ import annotations
@@ -261,29 +263,54 @@ def cmd_list(args: list[str]) -> int:
 
 
 def cmd_sweep(args: list[str]) -> int:
-    """Create a W&B sweep from configs/sweep/NAME.yaml and run an agent on it (needs a W&B account)."""
-    from . import paths
+    """A sweep from configs/sweep/NAME.yaml (W&B's format): on the W&B server when a key is set, else through Optuna."""
     from .logging import wandb_online
+    from .sweeps import load_sweep, run_sweep, summarize, sweep_names
 
-    if not args:
-        raise CLIError("usage: genbench sweep NAME [--count N]; sweeps: "
-                       + ", ".join(p.stem for p in (paths.configs_dir() / "sweep").glob("*.yaml")))
-    path = paths.configs_dir() / "sweep" / f"{args[0]}.yaml"
-    if not path.is_file():
-        raise CLIError(f"no sweep {args[0]!r} in {path.parent}")
+    p = argparse.ArgumentParser(prog="genbench sweep", description="Run a sweep of configs/sweep/NAME.yaml.")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--count", type=_positive, help="trials for this worker (default: the grid, else the YAML's run_cap)")
+    p.add_argument("--backend", choices=("wandb", "optuna"), default=None,
+                   help="wandb (the W&B server; default when a W&B key is set) or optuna (offline; the default otherwise)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///results/sweeps/NAME/study.db; "
+                                                    "a PostgreSQL or MySQL URL lets machines share the study)")
+    p.add_argument("--summary", action="store_true", help="write the summary of the study so far; run nothing")
+    a = p.parse_args(args)
+    if not a.name:
+        raise CLIError("usage: genbench sweep NAME [--count N] [--backend wandb|optuna] [--storage URL] [--summary]; "
+                       "sweeps: " + ", ".join(sweep_names()))
+    try:
+        sweep = load_sweep(a.name)
+        offline = a.summary or a.storage or not wandb_online()
+        if a.backend == "wandb" and (a.summary or a.storage):
+            raise CLIError("--summary and --storage belong to the Optuna backend (--backend optuna); the W&B server "
+                           "keeps its own sweep state")
+        if (a.backend or ("optuna" if offline else "wandb")) == "optuna":
+            if a.summary:
+                summarize(a.name, a.storage)
+            else:
+                run_sweep(a.name, count=a.count, storage=a.storage)
+            return 0
+    except user_errors() as e:
+        raise CLIError(clean(e)) from None
     if not wandb_online():
-        raise CLIError("W&B sweeps need the W&B server: set WANDB_API_KEY (or run `wandb login`). Without it, sweep "
-                       "locally with Hydra's multirun, e.g. `genbench train -m experiment=mob_digits "
-                       "model.components=5,10,20 seed=0,1,2`, whose runs land in results/runs/train/.")
+        raise CLIError("--backend wandb needs the W&B server: set WANDB_API_KEY (or run `wandb login`), or run the sweep "
+                       f"offline with `genbench sweep {a.name}` (Optuna)")
     import wandb
     import yaml
 
-    sweep = yaml.safe_load(path.read_text())
-    project = sweep.get("project", "genbench")
-    sweep_id = wandb.sweep(sweep, project=project)
-    count = ["--count", args[args.index("--count") + 1]] if "--count" in args else []
+    config = yaml.safe_load(sweep.path.read_text())
+    project = config.get("project", "genbench")
+    sweep_id = wandb.sweep(config, project=project)
+    count = ["--count", str(a.count)] if a.count else []
     os.execvp("wandb", ["wandb", "agent", "--project", project, *count, sweep_id])
     return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of trials")
+    return int(text)
 
 
 if __name__ == "__main__":

@@ -93,14 +93,20 @@ def files_of_mnist():
 
 
 def test_sweep_definitions_compose():
-    """Every W&B sweep's parameters are valid overrides of the experiment its command names."""
-    import yaml
+    """Every W&B sweep's fixed overrides and first trial compose (tests/test_sweeps.py checks the translation)."""
+    from genbench.sweeps import check_composes, load_sweep, sweep_names
 
-    from genbench.paths import configs_dir
-    from genbench.tables import compose
+    assert "mob_digits" in sweep_names()
+    for name in sweep_names():
+        check_composes(load_sweep(name))
 
-    for path in (configs_dir() / "sweep").glob("*.yaml"):
-        sweep = yaml.safe_load(path.read_text())
-        fixed = [a for a in sweep["command"][2:] if "=" in a and not a.startswith("$")]
-        trial = [f"{k}={v['values'][0]}" for k, v in sweep["parameters"].items()]
-        compose(fixed + trial)
+
+def test_sweep_runs_offline_without_a_wandb_key(capsys, configs_copy):
+    """`genbench sweep` without a key runs the Optuna backend (WANDB_MODE=offline here); --backend wandb refuses."""
+    (configs_copy / "sweep" / "two.yaml").write_text(
+        "method: grid\nmetric: {name: test/nll, goal: minimize}\nparameters:\n  model.components: {values: [2, 5]}\n"
+        'command: [genbench, train, experiment=mob_digits, trainer.max_epochs=2, logger=wandb, "${args_no_hyphens}"]\n')
+    code, out, _ = run(capsys, "sweep", "two")
+    assert code == 0 and "the grid is done (2 points)" in out and "best trial" in out
+    code, _, err = run(capsys, "sweep", "two", "--backend", "wandb")
+    assert code == 2 and "WANDB_API_KEY" in err
