@@ -11,7 +11,9 @@
   of the same updates (:mod:`genbench.bench_vae`);
 * (f) NADE's O(HD) scoring against the naive O(HD²) one, (g) MADE's 32-mask ensemble on the
   MNIST test set and (h) PixelCNN drawing 100 images, each against the arithmetic floor of
-  its products (:mod:`genbench.bench_ar`).
+  its products (:mod:`genbench.bench_ar`);
+* (i) what rendering the cross-family table ``mnist-nll`` at its cpu scale cost, row by row, read from its run
+  records (training and evaluation wall times, the CPU each ran on, and which rows were copied from a family table).
 
 Numbers are only comparable on an idle machine (both cores free): the load
 average is recorded with every figure.
@@ -47,11 +49,29 @@ def table_smoke_cost(name: str) -> dict:
             "exit_status": os.waitstatus_to_exitcode(status), "error": err.strip().splitlines()[-1] if status and err.strip() else None}
 
 
+def recorded_costs(name: str = "mnist-nll", scale: str = "cpu") -> dict | None:
+    """The wall times a table's records of one scale hold, row by row: what rendering it cost (no run here)."""
+    from .runs import read_record
+
+    folder = paths.results_dir("runs", name, scale)
+    records = [r for r in (read_record(f) for f in sorted(folder.glob("*.json"))) if r and r.get("status") == "finished"]
+    if not records:
+        return None
+    rows = [{"run_id": r["run_id"], "train_s": r.get("train_time_s"), "eval_s": r.get("eval_time_s"),
+             "run_s": None if r.get("reused_training") else r.get("wall_time_s"), "cpu": r.get("machine", {}).get("cpu"),
+             "copied_from": r.get("reused_record")} for r in records]
+    return {"table": name, "scale": scale, "rows": rows, "total_run_s": round(sum(x["run_s"] or 0 for x in rows), 1)}
+
+
 NO_BF16 = "not measured: this CPU has no native bfloat16 products (AVX-512 or AMX)"
 
 
 def _seconds(s: float | None) -> str:
     return f"{s:.2f}" if s is not None else NO_BF16
+
+
+def _opt(s: float | None) -> str:
+    return f"{s:,.0f}" if s is not None else "–"
 
 
 def _ratio(r: float | None) -> str:
@@ -97,6 +117,15 @@ def markdown(result: dict) -> str:
     from .bench_ar import markdown as ar_markdown
 
     lines += ar_markdown(result)
+    if result.get("recorded_costs"):
+        c = result["recorded_costs"]
+        lines += [f"## (i) What `{c['table']}` at its {c['scale']} scale cost (from its run records)", "",
+                  "| run | training (s) | evaluation (s) | run (s) | CPU | record |", "|---|---|---|---|---|---|"]
+        lines += [f"| {x['run_id']} | {_opt(x['train_s'])} | {_opt(x['eval_s'])} | {_opt(x['run_s'])} | {x['cpu']} | "
+                  f"{'copied from ' + x['copied_from'] if x['copied_from'] else 'run by this table'} |" for x in c["rows"]]
+        lines += ["", f"Total of the runs' wall times: **{c['total_run_s'] / 3600:.2f} h** on one core each (rows copied "
+                  "from a family table cost that table's run once; '–' is a time the record does not hold: runs made "
+                  "before training and evaluation were timed apart, or the run time of a reused training).", ""]
     if result.get("tables"):
         lines += ["## (c) Tables at smoke scale, from scratch", "", "| table | wall (s) | peak memory (MiB) | exit |",
                   "|---|---|---|---|"]
@@ -133,6 +162,7 @@ def main(argv=None) -> dict:
         result["nade_eval"] = benchmark_nade()
         result["made_ensemble"] = benchmark_made_ensemble()
         result["pixelcnn_sampling"] = benchmark_pixelcnn_sampling()
+    result["recorded_costs"] = recorded_costs()
     if "tables" not in a.skip:
         measured = {t["table"]: t for t in result.get("tables", [])}
         measured.update({t: table_smoke_cost(t) for t in (a.tables or table_names())})

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-import genbench.tables as tables
+from genbench import tables
 from genbench.paths import models_dir, results_dir
 from genbench.runs import config_hash
 from genbench.tables.aggregate import cost_results

@@ -185,10 +185,15 @@ def cost_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
                 ax.scatter([x], [y], marker=markers[family[row]], s=50, edgecolors=f"C{i % 10}",
                            facecolors="none" if hollow else f"C{i % 10}", label=textwrap.fill(row, 40))
             ax.set_xscale("log")
+            ax.tick_params(axis="x", which="minor", labelbottom=False)  # minor labels of a narrow range overlap
             ax.set(xlabel=f"{'training' if cost == 'train_time_s' else 'evaluation'} wall time (s, log scale)",
                    ylabel=f"{metric} ({unit})")
-            ax.set_title(textwrap.fill(spec["datasets"].get(key, {}).get("label", key), 60), fontsize=9)
-        axrow[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+            ax.set_title(textwrap.fill(spec["datasets"].get(key, {}).get("label", key), 50), fontsize=8)
+        handles = {h.get_label(): h for ax in axrow for h in ax.get_legend_handles_labels()[0]}
+        if handles:
+            axrow[1].legend(handles.values(), handles.keys(), fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle("filled: the training alone; hollow: the whole run (its record predates timing training apart)",
+                 fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")

@@ -162,7 +162,8 @@ def markdown(spec, scale, frame, planned, records, counts: dict[str, int], where
                   + ", ".join(f"[{rid}/{Path(f).name}]({relative(Path(f), where)})" for rid, f in samples), ""]
     lines += ["Estimators: *exact* has only the test set's sampling error (± is the standard error over test points; "
               "[low, high] is the estimator's own interval, e.g. AIS's ±3σ on log Z carried to the NLL); "
-              "*upper bound* / *lower bound* bound the named quantity; *estimate* is a stochastic estimate. "
+              "*upper bound* / *lower bound* bound the named quantity; *estimate* is a stochastic estimate; "
+              "*measured* is a wall time read from the run record. "
               "Across seeds, ± is the standard deviation over seeds and [low, high] the mean of the seeds' own "
               "intervals, which holds the seed mean of the true values when each seed's interval holds its own "
               "(the CSV's obtained_se is the estimators' standard error of that mean). Published statuses: P primary "
