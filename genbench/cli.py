@@ -3,6 +3,7 @@
     genbench train [experiment=NAME] [KEY=VALUE ...] [-m]   one run (Hydra; -m: local multirun sweep)
     genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
     genbench table NAME [--scale smoke|cpu|paper] [--render-only] [--rows TEXT] [--seeds 0,1]   run a table's missing runs, write it
+                 [--launcher local|submitit_local|slurm --workers N]   ... on N worker processes or SLURM jobs
     genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [KEY=VALUE ...]
     genbench list [models|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
@@ -181,8 +182,13 @@ def cmd_table(args: list[str]) -> int:
     p.add_argument("--seeds", default=None, type=_seed_list, help="run only these seeds, e.g. 0 or 0,1")
     p.add_argument("--overwrite", action="store_true",
                    help="write this render even if the one on disk for this scale has more finished runs")
+    p.add_argument("--launcher", default="local", help="local (this process), submitit_local (worker processes) or "
+                                                       "slurm (SLURM jobs); settings in configs/launcher/")
+    p.add_argument("--workers", type=_positive, default=1, help="worker jobs of the launcher; the runs' claims split "
+                                                                 "the table between them")
     a = p.parse_args(args)
-    return _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows, seeds=a.seeds, overwrite=a.overwrite)
+    return _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows, seeds=a.seeds, overwrite=a.overwrite,
+                      launcher=a.launcher, workers=a.workers)
 
 
 def _seed_list(text: str) -> list[int]:
@@ -192,11 +198,18 @@ def _seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds, e.g. 0 or 0,1") from None
 
 
-def _run_table(name, scale, extra_rows=None, output_name=None, **kw) -> int:
+def _run_table(name, scale, extra_rows=None, output_name=None, launcher="local", workers=1, **kw) -> int:
+    from .launchers import launch_table
     from .tables import run_table
 
     try:
-        written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name, **kw)
+        if launcher == "local" and workers > 1:
+            raise CLIError("--workers needs a launcher that starts them: --launcher submitit_local (processes on this "
+                           "machine) or --launcher slurm (settings in configs/launcher/)")
+        if launcher != "local":
+            written = launch_table(name, scale, launcher, workers, **kw)
+        else:
+            written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name, **kw)
     except user_errors() as e:
         raise CLIError(clean(e)) from None
     print(written.markdown)

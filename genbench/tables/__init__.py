@@ -55,7 +55,7 @@ MISSING = {"status": "missing", "error": "not run yet"}
 
 def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = None, output_name: str | None = None,
               log=print, render_only: bool = False, rows: str | None = None, seeds: list[int] | None = None,
-              overwrite: bool = False) -> Render:
+              overwrite: bool = False, render: bool = True) -> Render | None:
     """Run the table's missing runs, then write its render of this scale; returns what was written.
 
     ``render_only``: run nothing, write the table from the records there are (missing runs show as such);
@@ -64,7 +64,8 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
     finished runs than the one already written for this scale is not written unless ``overwrite``.
 
     Several processes (or machines sharing the results folder) may run one table at once: each run is claimed
-    by one of them; the others skip it, run the rest, then wait for it and read its record.
+    by one of them; the others skip it, run the rest, then wait for it and read its record. ``render=False``
+    (a launcher's worker, :mod:`genbench.launchers`) runs and writes nothing else.
     """
     spec = load_table(name)
     if extra_rows:
@@ -103,6 +104,8 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
                              and os.path.getmtime(path) >= began and is_current(old, config))
             records[i] = old if ran_meanwhile else _run_claimed(config, path, planned[i].run_id, name, step, log)
             log(f"{step}: {records[i]['status']}" + (" (run by another process)" if ran_meanwhile else ""))
+    if not render:
+        return None
     frame = aggregate(spec, planned, records)
     return write_render(spec, scale, frame, planned, records, output_name or name, overwrite=overwrite, log=log,
                         figures=lambda out: table_figures(spec, scale, planned, records, out))

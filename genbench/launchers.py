@@ -1,0 +1,71 @@
+"""A table over several processes or machines: ``genbench table NAME --launcher submitit_local|slurm --workers N``.
+
+submitit starts N worker jobs (local processes, or SLURM jobs with the resources of ``configs/launcher/NAME.yaml``).
+Each worker runs the table's missing runs; the runs' claims (one lock per run, :func:`genbench.runs.claim_run`)
+split them between the workers, so no run is trained twice, and a run whose worker died is left unfinished for the
+next launch (its training resumes from its last epoch). The table renders in the launching process once every
+worker has ended. Workers rather than one job per run: submitit's local executor starts every job at once, and a
+worker holds one run's resources however many runs the table has.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+
+from . import paths
+from .errors import ConfigError
+from .tables import Render, load_table, plan, run_table
+
+LAUNCHERS = ("local", "submitit_local", "slurm")
+
+
+def launch_table(name: str, scale: str, launcher: str = "local", workers: int = 1, log=print, **selection) -> Render:
+    """Run the table's missing runs on ``workers`` workers of ``launcher``, then write its render."""
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"unknown launcher {launcher!r}; valid: {', '.join(LAUNCHERS)} (settings in configs/launcher/)")
+    if launcher == "local":
+        return run_table(name, scale, log=log, **selection)
+    plan(load_table(name), scale)  # a bad table or scale fails here, not in every worker
+    executor = executor_for(launcher, name, scale)
+    picked = {k: selection.get(k) for k in ("rows", "seeds")}
+    jobs = [executor.submit(table_worker, name, scale, str(paths.home().resolve()), threads(launcher, workers), picked)
+            for _ in range(workers)]
+    log(f"{name} ({scale}): {workers} {launcher} workers, jobs {', '.join(j.job_id for j in jobs)}; logs in {executor.folder}")
+    for job in jobs:
+        try:
+            job.result()
+        except Exception as e:  # a worker's failure (killed, out of memory) leaves its run for the next launch
+            log(f"worker {job.job_id} failed: {(str(e).strip().splitlines() or [type(e).__name__])[-1][:300]}")
+    return run_table(name, scale, log=log, render_only=True, **{k: v for k, v in selection.items() if k not in picked})
+
+
+def table_worker(name: str, scale: str, home: str, threads: int | None, picked: dict[str, Any]) -> None:
+    """One worker: the table's runs that no other worker has claimed (runs in the worker's own process)."""
+    os.environ["GENBENCH_HOME"] = home  # a SLURM job may start elsewhere
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    run_table(name, scale, render=False, **picked)
+
+
+def threads(launcher: str, workers: int) -> int | None:
+    """Torch threads per local worker: the cores shared out (workers with all cores each slow each other many-fold)."""
+    return max(1, (os.cpu_count() or 1) // workers) if launcher == "submitit_local" else None
+
+
+def executor_for(launcher: str, name: str, scale: str):
+    """submitit's executor with ``configs/launcher/LAUNCHER.yaml``; job folders under ``results/launcher/``."""
+    import submitit
+
+    path = paths.configs_dir() / "launcher" / f"{launcher}.yaml"
+    settings = {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if v is not None}
+    if launcher == "slurm" and not settings.get("slurm_partition"):
+        raise ConfigError(f"set slurm_partition in {path} (your cluster's partition) before launching on SLURM")
+    executor = submitit.AutoExecutor(folder=paths.results_dir("launcher", name, scale, "%j"),
+                                     cluster="local" if launcher == "submitit_local" else "slurm")
+    executor.update_parameters(name=f"genbench-{name}-{scale}", **settings)
+    return executor

@@ -1,0 +1,56 @@
+"""A table through submitit's local executor: two worker processes split the runs (each trained once, by either
+worker) and the render equals a sequential run's, number for number."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+import yaml
+
+from genbench import tables
+from genbench.cli import main
+from genbench.errors import ConfigError
+from genbench.launchers import launch_table
+
+MOB = {"label": "MoB (K=10)", "overrides": ["model=mixture_of_bernoullis", "model.components=10", "trainer.max_epochs=5"]}
+TABLE = {"title": "four runs", "metrics": ["nll"], "models": [MOB],
+         "datasets": {"digits": {"label": "digits", "overrides": ["data=digits", "data.variant=dynamic"]}},
+         "scales": {"smoke": {"seeds": [0, 1, 2, 3]}}}
+
+
+@pytest.fixture
+def four_runs(configs_copy):
+    (configs_copy / "table" / "four.yaml").write_text(yaml.safe_dump(TABLE))
+    return configs_copy
+
+
+def numbers(render) -> pd.Series:
+    frame = pd.read_csv(render["csv"])
+    return frame[frame["metric"] == "nll"].set_index("row")[["obtained", "obtained_std", "n"]].iloc[0]
+
+
+def test_two_submitit_workers_split_the_runs_and_render_the_sequential_table(four_runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENBENCH_HOME", str(tmp_path / "sequential"))
+    sequential = numbers(tables.run_table("four", "smoke", log=lambda *_: None))
+    home = tmp_path / "launched"
+    monkeypatch.setenv("GENBENCH_HOME", str(home))
+    logged = []
+    launched = launch_table("four", "smoke", "submitit_local", 2, log=logged.append)
+    assert numbers(launched).tolist() == pytest.approx(sequential.tolist())
+    records = [json.loads(p.read_text()) for p in (home / "results" / "runs" / "four" / "smoke").glob("*.json")]
+    assert len(records) == 4 and all(r["status"] == "finished" for r in records)
+    assert {r["pid"] for r in records} != {os.getpid()}  # trained by the workers, not the launching process
+    assert len(list((home / "models" / "trained").iterdir())) == 4  # each run trained once
+    assert any("2 submitit_local workers" in line for line in logged)
+
+
+def test_launcher_choices_are_checked_before_anything_runs(four_runs, genbench_home, capsys):
+    with pytest.raises(ConfigError, match="valid: local, submitit_local, slurm"):
+        launch_table("four", "smoke", "kubernetes", 2)
+    assert main(["table", "four", "--workers", "2"]) == 2
+    assert "--workers needs a launcher" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="slurm_partition"):
+        launch_table("four", "smoke", "slurm", 2)
