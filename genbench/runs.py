@@ -28,7 +28,7 @@ import torch
 
 from . import paths
 from .data import build_datamodule
-from .errors import GenbenchError
+from .errors import ConfigError, GenbenchError
 from .evaluation import PeriodicEvaluation, evaluate
 from .evaluation.records import Result
 from .locks import Claim
@@ -287,9 +287,13 @@ def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, 
         if interrupted is not None:
             record["resumed_from_epoch"] = interrupted["epoch"] + 1
         trainer = build_trainer(config, loggers, [guard, clock, ConfigInCheckpoint(config), RandomState(),
-                                                  *periodic(config, dm)], ckpt_dir)
+                                                  RankStreams(config["seed"]), *periodic(config, dm)], ckpt_dir)
+        if trainer.world_size > 1 and getattr(model, "single_device", None):  # say why before any rank starts
+            raise ConfigError(model.single_device)
         trainer.fit(model, datamodule=dm, ckpt_path=last if interrupted is not None else None, weights_only=True)
         record["epochs"], record["steps"] = trainer.current_epoch, trainer.global_step
+        if trainer.world_size > 1:
+            record["devices"] = trainer.world_size  # the effective batch: data.batch_size on each of them
     record["train_time_s"] = round(clock.seconds if clock.start is not None else time.perf_counter() - began, 3)
     record["trained_on"] = cpu_name()
     diverged = guard.reason or ("non-finite parameters after training" if non_finite_parameters(model) else None)
@@ -385,10 +389,39 @@ def periodic(config: dict[str, Any], dm) -> list[L.Callback]:
     return [PeriodicEvaluation(dm, every_n_epochs=every, settings=evaluation.get("likelihood"))] if every else []
 
 
+def strategy(name: str | None):
+    """``ddp`` as a forking DDP strategy: plain DDP re-executes the command line once per rank (a whole table per
+    rank), and spawning pickles the model (weight-normalized layers refuse); forked ranks train, and the launching
+    process gets rank 0's model back, evaluates it and writes the one record (CUDA must not be initialized before
+    the fork, which building the model does not do). Buffers are not broadcast, so each rank keeps its own
+    persistent chains and batch statistics."""
+    if name in (None, "auto"):
+        return "auto"
+    if name == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(start_method="fork", broadcast_buffers=False)
+    return name
+
+
+class RankStreams(L.Callback):
+    """On several devices each rank draws its own noise (chains, latent codes, dequantization, data order): spawned
+    ranks start from the launching process's random state and would otherwise all draw the same numbers."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_fit_start(self, trainer, pl_module):
+        if trainer.world_size > 1:
+            L.seed_everything(self.seed + 7919 * trainer.global_rank + 104729 * trainer.current_epoch, verbose=False)
+
+
 def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) -> L.Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     kw = dict(config.get("trainer") or {})
+    kw["strategy"] = strategy(kw.get("strategy"))
+    kw["use_distributed_sampler"] = False  # the data modules shard the training split themselves (one batch sampler)
     if kw.get("enable_progress_bar") is None:
         kw["enable_progress_bar"] = os.isatty(2) and not os.environ.get("CI")
     # one file, replaced atomically at every epoch end: what a killed training resumes from

@@ -16,10 +16,11 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 from ..errors import ConfigError, DataError
 from ..nn.bernoulli import bernoulli
+from ..nn.distributed import world_size
 
 SPACES = ("binary", "discrete", "continuous")
 
@@ -178,6 +179,8 @@ class TensorDataModule(L.LightningDataModule):
     def _loader(self, name: str, shuffle: bool, batch_size: int, transform=None) -> DataLoader:
         ds = _IndexedSplit(self.split(name), transform)
         base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+        if shuffle and world_size() > 1:  # several devices: disjoint shards of one shuffle (the data seed's; Lightning
+            base = DistributedSampler(ds, shuffle=True, seed=self.seed)  # sets its epoch)
         sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 

@@ -33,6 +33,7 @@ from ..errors import ConfigError
 from ..nn.adversarial import ALI_TABLES, build_networks, output_activation
 from ..nn.bernoulli import base_rates
 from ..nn.blocks import init_normal_
+from ..nn.distributed import average_across_ranks, own_gradient_sync
 
 GENERATOR_LOSSES = ("non_saturating", "minimax")
 UPDATES = ("simultaneous", "alternating")
@@ -208,9 +209,15 @@ class Adversarial(L.LightningModule):
     def configure_optimizers(self):
         return [self.adam(self.generator_parameters()), self.adam(self.discriminator.parameters())]
 
+    def on_train_start(self):
+        own_gradient_sync(self.trainer)  # apply_step averages the gradients over the ranks itself
+
 
 def apply_step(optimizer, params: list[torch.nn.Parameter], grads) -> None:
-    """Write ``grads`` into ``params`` and take one optimizer step (a parameter without a gradient keeps none)."""
+    """Write ``grads`` into ``params`` and take one optimizer step (a parameter without a gradient keeps none); on
+    several devices the gradients are averaged over the ranks first (``torch.autograd.grad`` bypasses DDP's hooks)."""
+    grads = list(grads)
+    average_across_ranks(grads)
     for p, g in zip(params, grads):
         p.grad = g
     optimizer.step()

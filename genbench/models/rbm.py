@@ -54,6 +54,7 @@ from ..data.base import DataInfo
 from ..errors import ConfigError
 from ..nn import rbm as rbm_math
 from ..nn.bernoulli import base_rates, bernoulli
+from ..nn.distributed import average_across_ranks, own_gradient_sync
 from ..nn.uniforms import Uniforms
 from .constraints import Constraints, WeightNoise, clip_
 
@@ -354,6 +355,10 @@ class RBM(L.LightningModule):
             self._uniforms = Uniforms(None, self.W.dtype, self.W.device, state=checkpoint["uniforms"])
 
     def on_train_start(self):
+        own_gradient_sync(self.trainer)
+        if self.persistent and self.trainer.world_size > 1 and self.trainer.current_epoch == 0:
+            self.chain_v.copy_(bernoulli(self.base_rate.expand(self.n_chains, self.visible)))  # this rank's own chains
+            self.chain_h.copy_(bernoulli(_conditional(self.chain_v, self.W.detach().T, self.c.detach())))
         if self.matmul_dtype == torch.bfloat16 and not native_bfloat16(self.device):
             warnings.warn(f"model.matmul_dtype=bfloat16 on {self.device}, which has no native bfloat16 products "
                           "(CPUs need AVX-512 or AMX): they are emulated and training runs many times slower than "
@@ -370,6 +375,7 @@ class RBM(L.LightningModule):
         for group in opt.param_groups:
             group["lr"], group["momentum"] = lr, momentum
         vn = self.compute_gradients(batch)
+        average_across_ranks([self.W.grad, self.b.grad, self.c.grad])  # several devices: the mean over the ranks' batches
         opt.step()
         self.apply_constraints()
         every = self.trainer.log_every_n_steps
