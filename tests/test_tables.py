@@ -380,3 +380,27 @@ def test_the_summary_figure_keeps_long_row_labels_inside_the_image(tmp_path):
     path = summary_figure({"metrics": ["nll"], "datasets": {"mnist": {"label": "MNIST"}}}, frame, tmp_path / "s.png")
     image = matplotlib.image.imread(path)
     assert (image[:, :3, :3] > 0.99).all()  # a white margin on the left: no label runs off the edge
+
+
+def test_every_measured_render_in_the_repository_has_its_run_records():
+    """A committed cpu or paper render is rebuilt from committed records (--render-only on a fresh clone): as many
+    finished records as the render counts, each current for the table's config of that run (files git does not
+    track yet, e.g. a table still running, are left out)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    repo = root / "results"
+    listed = subprocess.run(["git", "ls-files", "results"], cwd=root, capture_output=True, text=True)
+    committed = {root / f for f in listed.stdout.split()} if listed.returncode == 0 else None  # else: every file
+    keep = (lambda p: p in committed) if committed is not None else (lambda p: True)
+    renders = [p for p in sorted((repo / "tables").glob("*/*.json")) if p.stem in ("cpu", "paper") and keep(p)]
+    assert renders, "no measured render in results/tables"
+    for render in renders:
+        name, scale = render.parent.name, render.stem
+        planned = {p.run_id: p for p in tables.plan(tables.load_table(name), scale)}
+        records = [json.loads(p.read_text()) for p in (repo / "runs" / name / scale).glob("*.json") if keep(p)]
+        finished = [r for r in records if r["status"] == "finished" and r["run_id"] in planned]
+        assert len(finished) == json.loads(render.read_text())["runs"].get("finished", 0), (name, scale)
+        for r in finished:
+            assert is_current(r, tables.compose(planned[r["run_id"]].overrides)), (name, scale, r["run_id"])
