@@ -405,7 +405,7 @@ def strategy(name: str | None):
 
 
 class RankStreams(L.Callback):
-    """On several devices each rank draws its own noise (chains, latent codes, dequantization, data order): spawned
+    """On several devices each rank draws its own noise (chains, latent codes, dequantization, data order): forked
     ranks start from the launching process's random state and would otherwise all draw the same numbers."""
 
     def __init__(self, seed: int):
