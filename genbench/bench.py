@@ -80,8 +80,11 @@ def _ratio(r: float | None) -> str:
 
 def markdown(result: dict) -> str:
     pcd, ais = result.get("pcd_epoch"), result.get("ais")
+    kept = result.get("skipped") or []
     lines = ["# genbench speed (`make bench`)", "", f"Measured {result['date']} on {result['machine']}; "
-             f"load average before: {result['load_average_before']:.2f}.", ""]
+             f"load average before: {result['load_average_before']:.2f}."
+             + (f" Sections skipped in that run ({', '.join(kept)}) keep the values of an earlier run, measured at an "
+                "earlier date (possibly on another CPU)." if kept else ""), ""]
     if pcd:
         lines += ["## (a) One PCD-1 epoch over MNIST (60,000 images, 500 hidden units, batch 100)", "",
                   "| | seconds |", "|---|---|",
@@ -146,7 +149,8 @@ def main(argv=None) -> dict:
     out = a.out / "bench.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}  # sections skipped now keep their last values
     result = {**previous, "date": time.strftime("%Y-%m-%d %H:%M"),
-              "machine": f"{cpu_name()}, {os.cpu_count()} cores", "load_average_before": os.getloadavg()[0]}
+              "machine": f"{cpu_name()}, {os.cpu_count()} cores", "load_average_before": os.getloadavg()[0],
+              "skipped": a.skip}
     if "pcd" not in a.skip:
         result["pcd_epoch"] = benchmark_pcd_epoch()
     if "ais" not in a.skip:
