@@ -161,6 +161,8 @@ def cost_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
     if not spec.get("cost_figure") or frame.empty:
         return None
     metric = spec["cost_figure"]["metric"]
@@ -185,7 +187,9 @@ def cost_figure(spec, frame: pd.DataFrame, path: Path) -> Path | None:
                 ax.scatter([x], [y], marker=markers[family[row]], s=50, edgecolors=f"C{i % 10}",
                            facecolors="none" if hollow else f"C{i % 10}", label=textwrap.fill(row, 40))
             ax.set_xscale("log")
-            ax.tick_params(axis="x", which="minor", labelbottom=False)  # minor labels of a narrow range overlap
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # labels within a single decade too
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.tick_params(axis="x", which="minor", labelbottom=False)
             ax.set(xlabel=f"{'training' if cost == 'train_time_s' else 'evaluation'} wall time (s, log scale)",
                    ylabel=f"{metric} ({unit})")
             ax.set_title(textwrap.fill(spec["datasets"].get(key, {}).get("label", key), 50), fontsize=8)
