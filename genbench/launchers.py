@@ -22,15 +22,16 @@ from .tables import Render, load_table, plan, run_table
 LAUNCHERS = ("local", "submitit_local", "slurm")
 
 
-def launch_table(name: str, scale: str, launcher: str = "local", workers: int = 1, log=print, **selection) -> Render:
+def launch_table(name: str, scale: str, launcher: str = "local", workers: int = 1, log=print, render_only: bool = False,
+                 rows: str | None = None, seeds: list[int] | None = None, overwrite: bool = False) -> Render:
     """Run the table's missing runs on ``workers`` workers of ``launcher``, then write its render."""
     if launcher not in LAUNCHERS:
         raise ConfigError(f"unknown launcher {launcher!r}; valid: {', '.join(LAUNCHERS)} (settings in configs/launcher/)")
-    if launcher == "local":
-        return run_table(name, scale, log=log, **selection)
+    if launcher == "local" or render_only:
+        return run_table(name, scale, log=log, render_only=render_only, rows=rows, seeds=seeds, overwrite=overwrite)
     plan(load_table(name), scale)  # a bad table or scale fails here, not in every worker
     executor = executor_for(launcher, name, scale)
-    picked = {k: selection.get(k) for k in ("rows", "seeds")}
+    picked = {"rows": rows, "seeds": seeds}
     jobs = [executor.submit(table_worker, name, scale, str(paths.home().resolve()), threads(launcher, workers), picked)
             for _ in range(workers)]
     log(f"{name} ({scale}): {workers} {launcher} workers, jobs {', '.join(j.job_id for j in jobs)}; logs in {executor.folder}")
@@ -39,7 +40,7 @@ def launch_table(name: str, scale: str, launcher: str = "local", workers: int = 
             job.result()
         except Exception as e:  # a worker's failure (killed, out of memory) leaves its run for the next launch
             log(f"worker {job.job_id} failed: {(str(e).strip().splitlines() or [type(e).__name__])[-1][:300]}")
-    return run_table(name, scale, log=log, render_only=True, **{k: v for k, v in selection.items() if k not in picked})
+    return run_table(name, scale, log=log, render_only=True, overwrite=overwrite)
 
 
 def table_worker(name: str, scale: str, home: str, threads: int | None, picked: dict[str, Any]) -> None:

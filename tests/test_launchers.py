@@ -45,6 +45,7 @@ def test_two_submitit_workers_split_the_runs_and_render_the_sequential_table(fou
     assert {r["pid"] for r in records} != {os.getpid()}  # trained by the workers, not the launching process
     assert len(list((home / "models" / "trained").iterdir())) == 4  # each run trained once
     assert any("2 submitit_local workers" in line for line in logged)
+    assert main(["table", "four", "--launcher", "submitit_local", "--workers", "2"]) == 0  # the CLI path: all done before
 
 
 def test_launcher_choices_are_checked_before_anything_runs(four_runs, genbench_home, capsys):
