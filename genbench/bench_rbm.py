@@ -67,6 +67,31 @@ def benchmark_ais(V: int = 784, H: int = 500, runs: int = 100, betas=None, plain
 # --------------------------------------------------------------------------- RBM training (PCD-1)
 
 
+def lightning_epoch_seconds(model, x: torch.Tensor, batch_size: int) -> float:
+    """One epoch of ``model`` over ``x`` through the Lightning Trainer, shuffled batches as the data modules hand
+    them out; the epoch alone is timed (not the Trainer's set-up)."""
+    import lightning as L
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+    from .data.base import _IndexedSplit
+
+    class EpochTimer(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.t0 = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            self.seconds = time.perf_counter() - self.t0
+
+    ds = _IndexedSplit(x, None)
+    loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
+    timer = EpochTimer()
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu",
+                        devices=1, log_every_n_steps=50)
+    trainer.fit(model, train_dataloaders=loader)
+    return timer.seconds
+
+
 def _mnist_train_binary(seed: int = 0) -> tuple[torch.Tensor, str]:
     """The 60,000 MNIST training images, one seeded Bernoulli sample ([N, 784] float32), or a stand-in.
 
@@ -114,12 +139,10 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
     import os
     from contextlib import nullcontext
 
-    import lightning as L
     from sklearn.neural_network import BernoulliRBM
     from threadpoolctl import threadpool_limits
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-    from .data.base import DataInfo, DataSpace, _IndexedSplit
+    from .data.base import DataInfo, DataSpace
     from .models.rbm import RBM, native_bfloat16
 
     x, data_name = _mnist_train_binary(seed)
@@ -132,27 +155,13 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
         BernoulliRBM(n_components=hidden, batch_size=batch_size, learning_rate=lr, n_iter=1, random_state=seed).fit(x_np[dtype])
         return time.perf_counter() - t0
 
-    class EpochTimer(L.Callback):
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.t0 = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            self.seconds = time.perf_counter() - self.t0
-
     def make_model(matmul_dtype=None):
         torch.manual_seed(seed)
         return RBM(info, hidden=hidden, k=1, persistent=True, n_chains=batch_size, lr=lr, sample_steps=1,
                    matmul_dtype=matmul_dtype)
 
     def run_lightning(matmul_dtype=None):
-        ds = _IndexedSplit(x, None)
-        loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
-        timer = EpochTimer()
-        trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu",
-                            devices=1, log_every_n_steps=50)
-        trainer.fit(make_model(matmul_dtype), train_dataloaders=loader)
-        return timer.seconds
+        return lightning_epoch_seconds(make_model(matmul_dtype), x, batch_size)
 
     def run_core():
         model = make_model()

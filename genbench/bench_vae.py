@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from .bench_rbm import _mnist_train_binary
+from .bench_rbm import _mnist_train_binary, lightning_epoch_seconds
 from .runs import cpu_name
 
 
@@ -76,31 +76,13 @@ def benchmark_bound(examples: int = 10_000, k: int = 5000, floor_chunks: int = 4
 
 def benchmark_vae_epoch(k: int = 1, batch_size: int = 20, repeats: int = 1, seed: int = 0) -> dict:
     """One epoch of Burda's 1-layer model through Lightning and through a bare loop of the same updates."""
-    import lightning as L
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
-
-    from .data.base import _IndexedSplit
     from .nn.vae import flushing_denormals
     from .runs import quiet_lightning
 
     x, data = _mnist_train_binary(seed)
 
-    class EpochTimer(L.Callback):
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.t0 = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            self.seconds = time.perf_counter() - self.t0
-
     def run_lightning() -> float:
-        ds = _IndexedSplit(x, None)
-        loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
-        timer = EpochTimer()
-        trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu",
-                            devices=1, log_every_n_steps=50)
-        trainer.fit(_burda_model(x, k), train_dataloaders=loader)
-        return timer.seconds
+        return lightning_epoch_seconds(_burda_model(x, k), x, batch_size)
 
     def run_bare() -> float:
         model = _burda_model(x, k)

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from table_runs import records_of, result, run
 
 import genbench.tables as tables
-from genbench.paths import results_dir
 from genbench.runs import load_checkpoint
 
 SMALL_2D = ["data.train_size=1000", "data.val_size=0", "data.test_size=2000"]
@@ -33,21 +33,6 @@ def shrink(configs_copy, name, seeds=(0,), overrides=SMALL_2D, **edits):
     spec.update(edits)
     path.write_text(yaml.safe_dump(spec, allow_unicode=True))
     return spec
-
-
-def run(name):
-    written = tables.run_table(name, "smoke", log=lambda *_: None)
-    return written, pd.read_csv(written["csv"])
-
-
-def records_of(table):
-    """The table's run records by run id, wherever the records folder keeps them."""
-    recs = [json.loads(p.read_text()) for p in results_dir("runs").rglob("*.json")]
-    return {r["run_id"]: r for r in recs if r.get("table") == table}
-
-
-def result(rec, metric):
-    return next(r["value"] for r in rec["results"] if r["metric"] == metric)
 
 
 def assert_aggregates_are_the_records(frame, records):
@@ -118,7 +103,7 @@ def test_ali_mode_coverage_draws_paired_hyperparameters_and_renders_beside_the_t
     assert sorted(records) == sorted(f"{m}--grid25--s{s}" for m in ("ali", "gan") for s in (0, 1))
     assert {r["status"] for r in records.values()} == {"finished"}
     for rec in (records["ali--grid25--s0"], records["gan--grid25--s1"]):  # the records mean what they say
-        assert rescore_grid25(rec) == {m: pytest.approx(result(rec, m)) for m in ("modes_ali", "modes_veegan",
+        assert rescore_grid25(rec) == {m: pytest.approx(result(rec, m)["value"]) for m in ("modes_ali", "modes_veegan",
                                                                                  "high_quality_pct")}
     assert_aggregates_are_the_records(frame, records)
     assert_published_columns_match_the_yaml(frame, configs_copy, [

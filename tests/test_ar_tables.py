@@ -3,14 +3,13 @@ row by row (the whole scale is slow), the saved model being the best-validation 
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import pytest
 import torch
 import yaml
+from table_runs import obtained, records_of, result, run
 
-import genbench.tables as tables
+from genbench import tables
 from genbench.paths import results_dir
 from genbench.runs import load_checkpoint
 
@@ -23,25 +22,6 @@ def keep_rows(configs, name, rows, datasets=None):
     if datasets:
         spec["datasets"] = {k: v for k, v in spec["datasets"].items() if k in datasets}
     path.write_text(yaml.safe_dump(spec, allow_unicode=True))
-
-
-def run(name):
-    written = tables.run_table(name, "smoke", log=lambda *_: None)
-    return written, pd.read_csv(written["csv"])
-
-
-def records_of(table):
-    recs = [json.loads(p.read_text()) for p in results_dir("runs").rglob("*.json")]
-    return {r["run_id"]: r for r in recs if r.get("table") == table}
-
-
-def result(record, metric):
-    return next(r for r in record["results"] if r["metric"] == metric)
-
-
-def obtained(frame):
-    ours = frame[frame["n"] > 0].drop_duplicates(["row", "dataset", "metric"])
-    return ours.pivot_table(index=["dataset", "row"], columns="metric", values="obtained")
 
 
 def published_beside(frame, row):
@@ -63,6 +43,16 @@ def check_exact_record(rec, row_label):
     assert 0 < nll["std_error"] < 1
 
 
+def smoke_row(configs, label):
+    """ar-mnist's smoke scale with this row alone: its finished, exactly scored record, the render and the CSV."""
+    keep_rows(configs, "ar-mnist", [label])
+    written, frame = run("ar-mnist")
+    rec = records_of("ar-mnist")[f"{tables.slug(label)}--larochelle--s0"]
+    assert rec["status"] == "finished", rec.get("error")
+    check_exact_record(rec, label)
+    return rec, written, frame
+
+
 NADE = "NADE, 500 sigmoid units"
 MADE32 = "MADE, 1 hidden layer, 32 masks"
 PIXELCNN = "PixelCNN (blind spot kept)"
@@ -72,22 +62,14 @@ def test_ar_mnist_smoke_nade_trains_and_is_scored_exactly(configs_copy, larochel
     """50 minibatches take NADE well below where it starts, the independent-pixel model (b = logit of the pixel
     means, W ≈ 0: about 206 nats on this test set), scored exactly on the 10,000 test images, beside 88.86 and
     88.33 (S)."""
-    keep_rows(configs_copy, "ar-mnist", [NADE])
-    _, frame = run("ar-mnist")
-    rec = records_of("ar-mnist")["nade-500-sigmoid-units--larochelle--s0"]
-    assert rec["status"] == "finished"
-    check_exact_record(rec, NADE)
+    rec, _, frame = smoke_row(configs_copy, NADE)
     assert result(rec, "nll")["value"] < 185
     assert rec["config"]["model"]["hidden"] == 500 and rec["config"]["data"]["variant"] == "larochelle"
     assert published_beside(frame, NADE) == {"ar-mnist-nade-lm11": (88.86, "S"), "ar-mnist-nade-uria16": (88.33, "S")}
 
 
 def test_ar_mnist_smoke_made_scores_its_32_mask_ensemble(configs_copy, larochelle):
-    keep_rows(configs_copy, "ar-mnist", [MADE32])
-    _, frame = run("ar-mnist")
-    rec = records_of("ar-mnist")["made-1-hidden-layer-32-masks--larochelle--s0"]
-    assert rec["status"] == "finished"
-    check_exact_record(rec, MADE32)
+    rec, _, frame = smoke_row(configs_copy, MADE32)
     model = rec["config"]["model"]
     assert (model["masks"], model["ensemble"], model["hidden"], model["direct"]) == (32, None, [500], True)
     assert result(rec, "nll")["value"] < 200  # untrained: ~540 nats (orthogonal weights, zero biases)
@@ -95,11 +77,7 @@ def test_ar_mnist_smoke_made_scores_its_32_mask_ensemble(configs_copy, larochell
 
 
 def test_ar_mnist_smoke_pixelcnn(configs_copy, larochelle):
-    keep_rows(configs_copy, "ar-mnist", [PIXELCNN])
-    written, frame = run("ar-mnist")
-    rec = records_of("ar-mnist")["pixelcnn-blind-spot-kept--larochelle--s0"]
-    assert rec["status"] == "finished"
-    check_exact_record(rec, PIXELCNN)
+    rec, written, frame = smoke_row(configs_copy, PIXELCNN)
     assert result(rec, "nll")["value"] < 200
     assert any(f.endswith("samples.png") for f in rec["figures"])
     assert published_beside(frame, PIXELCNN) == {"ar-mnist-pixelcnn": (81.3, "S")}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +9,8 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 import genbench.tables as tables
-from genbench.paths import configs_dir, results_dir
+from genbench.paths import configs_dir
+from table_runs import records_of
 
 PARSER = OverridesParser.create()
 
@@ -37,12 +36,6 @@ def expected_overrides(spec, scale, row, dataset):
             value = {**target[o.key_or_group], **value}
         target[o.key_or_group] = value
     return values, groups
-
-
-def records_of(table):
-    """The table's run records by run id, wherever the records folder keeps them."""
-    recs = [json.loads(p.read_text()) for p in results_dir("runs").rglob("*.json")]
-    return {r["run_id"]: r for r in recs if r.get("table") == table}
 
 
 def assert_aggregates_are_the_records(frame, records):

@@ -4,15 +4,14 @@ entropy, and to their run records and configs/published."""
 
 from __future__ import annotations
 
-import json
 import math
 
-import pandas as pd
 import pytest
 import yaml
 
 import genbench.tables as tables
-from genbench.paths import configs_dir, results_dir
+from genbench.paths import configs_dir
+from table_runs import obtained, records_of, result, run
 
 UNTRAINED = "trainer.max_epochs=0"
 
@@ -33,25 +32,6 @@ def edit(configs, name, rows, untrained=None, extra_smoke=(), datasets=None):
         spec["figures"] = [f for f in spec.get("figures", []) if f["dataset"] in datasets]
     spec["scales"]["smoke"]["overrides"] = [*spec["scales"]["smoke"].get("overrides", []), *extra_smoke]
     path.write_text(yaml.safe_dump(spec, allow_unicode=True))
-
-
-def run(name):
-    written = tables.run_table(name, "smoke", log=lambda *_: None)
-    return written, pd.read_csv(written["csv"])
-
-
-def records_of(table):
-    recs = [json.loads(p.read_text()) for p in results_dir("runs").rglob("*.json")]
-    return {r["run_id"]: r for r in recs if r.get("table") == table}
-
-
-def result(record, metric):
-    return next(r for r in record["results"] if r["metric"] == metric)
-
-
-def obtained(frame):
-    ours = frame[frame["n"] > 0].drop_duplicates(["row", "dataset", "metric"])
-    return ours.pivot_table(index=["dataset", "row"], columns="metric", values="obtained")
 
 
 def assert_table_is_its_records_and_the_yaml(frame, records):
