@@ -3,7 +3,7 @@
     genbench train [experiment=NAME] [KEY=VALUE ...] [-m]   one run (Hydra; -m: local multirun sweep)
     genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
     genbench table NAME [--scale smoke|cpu|paper] [--render-only] [--rows TEXT] [--seeds 0,1]   run a table's missing runs, write it
-                 [--launcher local|submitit_local|slurm --workers N]   ... on N worker processes or SLURM jobs
+                 [--launcher local|submitit_local|slurm|ray --workers N]   ... on N worker processes, SLURM jobs or Ray tasks
     genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [KEY=VALUE ...]
     genbench list [models|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
@@ -182,8 +182,9 @@ def cmd_table(args: list[str]) -> int:
     p.add_argument("--seeds", default=None, type=_seed_list, help="run only these seeds, e.g. 0 or 0,1")
     p.add_argument("--overwrite", action="store_true",
                    help="write this render even if the one on disk for this scale has more finished runs")
-    p.add_argument("--launcher", default="local", help="local (this process), submitit_local (worker processes) or "
-                                                       "slurm (SLURM jobs); settings in configs/launcher/")
+    p.add_argument("--launcher", default="local", help="local (this process), submitit_local (worker processes), "
+                                                       "slurm (SLURM jobs) or ray (Ray tasks, local or on a cluster); "
+                                                       "settings in configs/launcher/")
     p.add_argument("--workers", type=_positive, default=1, help="worker jobs of the launcher; the runs' claims split "
                                                                  "the table between them")
     a = p.parse_args(args)
@@ -205,7 +206,7 @@ def _run_table(name, scale, extra_rows=None, output_name=None, launcher="local",
     try:
         if launcher == "local" and workers > 1:
             raise CLIError("--workers needs a launcher that starts them: --launcher submitit_local (processes on this "
-                           "machine) or --launcher slurm (settings in configs/launcher/)")
+                           "machine), --launcher slurm or --launcher ray (settings in configs/launcher/)")
         if launcher != "local":
             written = launch_table(name, scale, launcher, workers, **kw)
         else:

@@ -1,11 +1,13 @@
-"""A table over several processes or machines: ``genbench table NAME --launcher submitit_local|slurm --workers N``.
+"""A table over several processes or machines: ``genbench table NAME --launcher submitit_local|slurm|ray --workers N``.
 
-submitit starts N worker jobs (local processes, or SLURM jobs with the resources of ``configs/launcher/NAME.yaml``).
+submitit starts N worker jobs (local processes, or SLURM jobs with the resources of ``configs/launcher/NAME.yaml``);
+Ray starts N worker tasks (on a local Ray instance, or on the cluster ``configs/launcher/ray.yaml`` names).
 Each worker runs the table's missing runs; the runs' claims (one lock per run, :func:`genbench.runs.claim_run`)
 split them between the workers, so no run is trained twice, and a run whose worker died is left unfinished for the
 next launch (its training resumes from its last epoch). The table renders in the launching process once every
 worker has ended. Workers rather than one job per run: submitit's local executor starts every job at once, and a
-worker holds one run's resources however many runs the table has.
+worker holds one run's resources however many runs the table has. The records, checkpoints and claims must be on a
+filesystem every worker sees (``GENBENCH_HOME``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from . import paths
 from .errors import ConfigError
 from .tables import Render, load_table, plan, run_table
 
-LAUNCHERS = ("local", "submitit_local", "slurm")
+LAUNCHERS = ("local", "submitit_local", "slurm", "ray")
 
 
 def launch_table(name: str, scale: str, launcher: str = "local", workers: int = 1, log=print, render_only: bool = False,
@@ -30,17 +32,52 @@ def launch_table(name: str, scale: str, launcher: str = "local", workers: int = 
     if launcher == "local" or render_only:
         return run_table(name, scale, log=log, render_only=render_only, rows=rows, seeds=seeds, overwrite=overwrite)
     plan(load_table(name), scale)  # a bad table or scale fails here, not in every worker
-    executor = executor_for(launcher, name, scale)
     picked = {"rows": rows, "seeds": seeds}
+    run_workers = ray_workers if launcher == "ray" else submitit_workers
+    for worker, error in run_workers(launcher, name, scale, workers, picked, log):
+        # a worker's failure (killed, out of memory) leaves its run for the next launch
+        log(f"worker {worker} failed: {(str(error).strip().splitlines() or [type(error).__name__])[-1][:300]}")
+    return run_table(name, scale, log=log, render_only=True, overwrite=overwrite)
+
+
+def submitit_workers(launcher: str, name: str, scale: str, workers: int, picked: dict[str, Any], log):
+    """Run the workers as submitit jobs; yields (job id, error) of each failed one."""
+    executor = executor_for(launcher, name, scale)
     jobs = [executor.submit(table_worker, name, scale, str(paths.home().resolve()), threads(launcher, workers), picked)
             for _ in range(workers)]
     log(f"{name} ({scale}): {workers} {launcher} workers, jobs {', '.join(j.job_id for j in jobs)}; logs in {executor.folder}")
     for job in jobs:
         try:
             job.result()
-        except Exception as e:  # a worker's failure (killed, out of memory) leaves its run for the next launch
-            log(f"worker {job.job_id} failed: {(str(e).strip().splitlines() or [type(e).__name__])[-1][:300]}")
-    return run_table(name, scale, log=log, render_only=True, overwrite=overwrite)
+        except Exception as e:
+            yield job.job_id, e
+
+
+def ray_workers(launcher: str, name: str, scale: str, workers: int, picked: dict[str, Any], log):
+    """Run the workers as Ray tasks: on a local Ray instance (``address: null``, the machine's cores shared out), or
+    on the cluster at ``address``, each task with ``num_cpus``/``num_gpus`` of ``configs/launcher/ray.yaml``."""
+    import ray
+
+    settings = launcher_settings("ray")
+    address = settings.pop("address", None)
+    cpus = settings.pop("num_cpus", None) or (threads("submitit_local", workers) if address is None else 1)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=os.cpu_count() if address is None else None, include_dashboard=False,
+                 logging_level="WARNING", log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=cpus, max_retries=0, **settings)(table_worker)
+        refs = [task.remote(name, scale, str(paths.home().resolve()), cpus, picked) for _ in range(workers)]
+        log(f"{name} ({scale}): {workers} ray workers of {cpus} CPU(s) on {address or 'a local Ray instance'}; "
+            "worker logs in Ray's session directory (/tmp/ray/session_latest/logs on the head node)")
+        for i, ref in enumerate(refs):
+            try:
+                ray.get(ref)
+            except Exception as e:
+                yield f"ray task {i}", e
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def table_worker(name: str, scale: str, home: str, threads: int | None, picked: dict[str, Any]) -> None:
@@ -58,13 +95,19 @@ def threads(launcher: str, workers: int) -> int | None:
     return max(1, (os.cpu_count() or 1) // workers) if launcher == "submitit_local" else None
 
 
+def launcher_settings(launcher: str) -> dict[str, Any]:
+    """``configs/launcher/LAUNCHER.yaml`` without its unset (null) keys."""
+    path = paths.configs_dir() / "launcher" / f"{launcher}.yaml"
+    return {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if v is not None}
+
+
 def executor_for(launcher: str, name: str, scale: str):
     """submitit's executor with ``configs/launcher/LAUNCHER.yaml``; job folders under ``results/launcher/``."""
     import submitit
 
-    path = paths.configs_dir() / "launcher" / f"{launcher}.yaml"
-    settings = {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if v is not None}
+    settings = launcher_settings(launcher)
     if launcher == "slurm" and not settings.get("slurm_partition"):
+        path = paths.configs_dir() / "launcher" / "slurm.yaml"
         raise ConfigError(f"set slurm_partition in {path} (your cluster's partition) before launching on SLURM")
     executor = submitit.AutoExecutor(folder=paths.results_dir("launcher", name, scale, "%j"),
                                      cluster="local" if launcher == "submitit_local" else "slurm")

@@ -207,9 +207,19 @@ def figure_dir_for(record_path: Path, run_id: str) -> Path:
     return paths.results_dir("figures", *where, run_id)
 
 
+class RunPruned(Exception):
+    """Raised by a callback (a sweep's pruner) to stop a training that is not worth finishing: the run is recorded
+    as ``pruned`` with this message, and its ``last.ckpt`` is kept so that a later run of the config resumes."""
+
+    def __init__(self, message: str, epochs: int):
+        super().__init__(message)
+        self.epochs = epochs
+
+
 def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
-                       table: str | None = None) -> dict[str, Any]:
+                       table: str | None = None, callbacks: list[L.Callback] = ()) -> dict[str, Any]:
     """Run ``config`` (resolved, plain dict) and write its record to ``record_path``; returns the record.
+    ``callbacks`` are added to the Trainer's (e.g. a sweep's pruner).
 
     The caller holds the run's claim (:func:`claim_run`); the training is claimed here, because runs that differ
     only in evaluation share it.
@@ -233,7 +243,7 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
         record["wandb_run_id"] = next((lg.experiment.id for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
         ckpt_dir = paths.models_dir("trained", training_hash(config))
         with Claim(ckpt_dir / "training.lock"):
-            diverged = train_or_load(config, model, dm, loggers, ckpt_dir, record)
+            diverged = train_or_load(config, model, dm, loggers, ckpt_dir, record, callbacks)
         final = ckpt_dir / FINAL_CHECKPOINT
         record["checkpoint"] = str(final) if final.is_file() else None
         if diverged:
@@ -249,6 +259,8 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
             record["status"] = "finished"
             for lg in loggers:
                 lg.log_metrics({f"test/{r.metric}": r.value for r in results if math.isfinite(r.value)})
+    except RunPruned as e:
+        record["status"], record["error"], record["epochs"] = "pruned", str(e), e.epochs
     except USER_ERRORS as e:
         record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"
     except Exception as e:  # recorded so that a table still renders; the traceback is kept for debugging
@@ -269,7 +281,7 @@ FINAL_CHECKPOINT, LAST_CHECKPOINT = "final.ckpt", "last.ckpt"
 """In ``models/trained/<training hash>/``: the trained model, and Lightning's end-of-epoch checkpoint to resume from."""
 
 
-def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, Any]) -> str | None:
+def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, Any], callbacks=()) -> str | None:
     """Load the model this training produced before, else train it (resuming a killed training from its
     last epoch) and save it atomically. Returns why training diverged, or None."""
     final = ckpt_dir / FINAL_CHECKPOINT
@@ -287,7 +299,8 @@ def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, 
         if interrupted is not None:
             record["resumed_from_epoch"] = interrupted["epoch"] + 1
         trainer = build_trainer(config, loggers, [guard, clock, ConfigInCheckpoint(config), RandomState(),
-                                                  RankStreams(config["seed"]), *periodic(config, dm)], ckpt_dir)
+                                                  RankStreams(config["seed"]), *periodic(config, dm), *callbacks],
+                                ckpt_dir)
         if trainer.world_size > 1 and getattr(model, "single_device", None):  # say why before any rank starts
             raise ConfigError(model.single_device)
         trainer.fit(model, datamodule=dm, ckpt_path=last if interrupted is not None else None, weights_only=True)

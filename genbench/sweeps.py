@@ -11,6 +11,11 @@ One YAML, two backends. With a W&B key, ``genbench sweep NAME`` hands the file t
   W&B defines them; ``min``/``max`` without a distribution are ``int_uniform`` for ints, else ``uniform``.
 * ``metric``: ``name`` ``test/M`` (or ``M``) is the result metric ``M`` of the run record; ``goal`` the direction.
 * ``command``: its ``key=value`` items are every trial's fixed overrides; ``${...}`` macros are dropped.
+* ``early_terminate``: ``{type: hyperband, min_iter | max_iter (+ s), eta}`` → Optuna's Hyperband pruner, an
+  iteration being an epoch: a run that logs a validation curve of the sweep's metric (``val/M``, the autoregressive
+  family's ``val/nll``) reports it every epoch, and a trial the pruner stops is recorded as ``pruned`` (its
+  ``last.ckpt`` is kept: the same config trained later resumes from it). W&B's server applies ``early_terminate``
+  to the history of the metric itself, and a ``test/`` metric is logged once per run, so online it prunes nothing.
 
 Each trial is an ordinary run (:func:`genbench.runs.train_and_evaluate`) whose record is
 ``results/runs/sweep/NAME/RUN_ID.json``, RUN_ID derived from the trial's parameters: a trial with the parameters
@@ -93,6 +98,7 @@ class Sweep:
     run_cap: int | None = None
     target: float | None = None
     ignored: list[str] = field(default_factory=list)
+    early_terminate: dict[str, Any] | None = None
 
     @property
     def grid_size(self) -> int:
@@ -100,8 +106,25 @@ class Sweep:
 
     def spec(self) -> dict[str, Any]:
         """What decides a trial's number: a study made under another spec must not be continued."""
-        return {"method": self.method, "metric": self.metric, "goal": self.goal, "fixed": self.fixed,
+        spec = {"method": self.method, "metric": self.metric, "goal": self.goal, "fixed": self.fixed,
                 "params": {p.key: p.describe() for p in self.params}}
+        return {**spec, "early_terminate": self.early_terminate} if self.early_terminate else spec
+
+    @property
+    def monitor(self) -> str:
+        """The validation curve a pruner watches: the sweep's metric on the validation split."""
+        return f"val/{self.metric}"
+
+    def pruner(self):
+        """Optuna's Hyperband pruner for ``early_terminate`` (W&B's min_iter/max_iter/s/eta, in epochs), else none."""
+        import optuna
+
+        if not self.early_terminate:
+            return optuna.pruners.NopPruner()
+        e = self.early_terminate
+        low = e.get("min_iter") or max(1, e["max_iter"] // e["eta"] ** e["s"])
+        return optuna.pruners.HyperbandPruner(min_resource=low, max_resource=e.get("max_iter") or "auto",
+                                              reduction_factor=e["eta"])
 
     def overrides(self, params: dict[str, Any]) -> list[str]:
         """The Hydra overrides of one trial: the command's, the trial's parameters, then the run name."""
@@ -148,8 +171,27 @@ def parse_sweep(name: str, raw: Any, path: Path) -> Sweep:
     run_cap = raw.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or isinstance(run_cap, bool) or run_cap < 1):
         raise ConfigError(f"sweep {path}: run_cap must be a positive integer (the sweep's total trials), got {run_cap!r}")
-    ignored = ["early_terminate (runs report no intermediate values)"] if raw.get("early_terminate") else []
-    return Sweep(name, path, method, metric, goal, params, fixed, run_cap, target, ignored)
+    early = parse_early_terminate(raw.get("early_terminate"), path)
+    ignored = ["early_terminate strict (Optuna's Hyperband has no strict mode)"] if early and early.pop("strict") else []
+    return Sweep(name, path, method, metric, goal, params, fixed, run_cap, target, ignored, early)
+
+
+def parse_early_terminate(raw: Any, path: Path) -> dict[str, Any] | None:
+    """W&B's ``early_terminate`` (only ``type: hyperband`` exists): iterations are epochs; eta defaults to 3."""
+    if raw is None:
+        return None
+    usage = ("early_terminate must be {type: hyperband, min_iter: N, eta: 3} or {type: hyperband, max_iter: N, s: S, "
+             "eta: 3} (W&B's format; an iteration is an epoch)")
+    if not isinstance(raw, dict) or raw.get("type") != "hyperband" or set(raw) - {"type", "min_iter", "max_iter", "s",
+                                                                                    "eta", "strict"}:
+        raise ConfigError(f"sweep {path}: {usage}; got {raw!r}")
+    early = {"min_iter": raw.get("min_iter"), "max_iter": raw.get("max_iter"), "s": raw.get("s", 0),
+             "eta": raw.get("eta", 3), "strict": bool(raw.get("strict", False))}
+    numbers = [early[k] for k in ("min_iter", "max_iter", "s", "eta") if early[k] is not None]
+    if (not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in numbers) or early["eta"] < 2
+            or not (early["min_iter"] or (early["max_iter"] and "s" in raw))):
+        raise ConfigError(f"sweep {path}: {usage}, with positive integers and eta >= 2; got {raw!r}")
+    return early
 
 
 def parse_metric(metric: Any, path: Path) -> tuple[str, str, float | None]:
@@ -345,7 +387,7 @@ def open_study(sweep: Sweep, storage: str | None = None, create: bool = True):
         if not create and sweep.name not in optuna.get_all_study_names(rdb):
             raise ConfigError(f"no study {sweep.name!r} in {hidden(url)}: run `genbench sweep {sweep.name}` first")
         study = optuna.create_study(study_name=sweep.name, storage=rdb, sampler=make_sampler(sweep),
-                                    direction=sweep.goal, load_if_exists=True)
+                                    pruner=sweep.pruner(), direction=sweep.goal, load_if_exists=True)
         _check_spec(study, sweep, url)
     return study, rdb
 
@@ -586,9 +628,12 @@ def run_params(sweep: Sweep, trial, params: dict, path: Path, rid: str, shown: s
     if old and old.get("status") in ("finished", "diverged") and is_current(old, config):
         log(f"[trial {trial.number}] {shown}: done before (run {rid})")
         record = old
-    else:
+    else:  # a pruned run is trained on: this study's pruner decides again (the training resumes from its last epoch)
         log(f"[trial {trial.number}] {shown}: running (run {rid})")
-        record = train_and_evaluate(config, path, rid, table=f"sweep/{sweep.name}")
+        pruning = Pruning(trial, sweep.monitor) if sweep.early_terminate else None
+        record = train_and_evaluate(config, path, rid, table=f"sweep/{sweep.name}", callbacks=[pruning] if pruning else [])
+        if pruning and not pruning.reported:
+            trial.set_user_attr("pruning", f"the run logged no {sweep.monitor}: nothing to prune on")
     state, value, error, unit = outcome(record, sweep.metric)
     trial.set_user_attr("status", record["status"])
     if unit:
@@ -601,11 +646,36 @@ def run_params(sweep: Sweep, trial, params: dict, path: Path, rid: str, shown: s
     return state, value, error
 
 
+def Pruning(trial, monitor: str):
+    """A Lightning callback reporting ``monitor`` to the trial after every validation (step = epochs done) and
+    stopping the run (:class:`genbench.runs.RunPruned`) when the study's pruner says so."""
+    import lightning as L
+
+    from .runs import RunPruned
+
+    class Pruning(L.Callback):
+        reported = 0
+
+        def on_validation_end(self, trainer, pl_module):
+            value = trainer.callback_metrics.get(monitor)
+            if trainer.sanity_checking or value is None:
+                return
+            epoch = trainer.current_epoch + 1
+            trial.report(float(value), step=epoch)
+            self.reported += 1
+            if trial.should_prune():
+                raise RunPruned(f"pruned after epoch {epoch} by the sweep's Hyperband pruner ({monitor} = "
+                                f"{float(value):.5g})", epochs=epoch)
+
+    return Pruning()
+
+
 def outcome(record: dict, metric: str) -> tuple[Any, float | None, str | None, str | None]:
-    """(trial state, value, error, unit) of a run record: finished → its metric; diverged → pruned; else failed."""
+    """(trial state, value, error, unit) of a run record: finished → its metric; diverged or pruned → pruned; else
+    failed."""
     from optuna.trial import TrialState
 
-    if record["status"] == "diverged":
+    if record["status"] in ("diverged", "pruned"):
         return TrialState.PRUNED, None, record.get("error") or "diverged", None
     if record["status"] != "finished":
         return TrialState.FAIL, None, record.get("error") or record["status"], None
@@ -735,7 +805,8 @@ def trial_counts(study) -> list[str]:
     trials = study.get_trials(deepcopy=False)
     n = {s: sum(t.state == s for t in trials) for s in TrialState}
     n_lost = sum(lost(t) for t in trials)
-    lines = [(f"{len(trials)} trials: {n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned (run diverged), "
+    lines = [(f"{len(trials)} trials: {n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned (run diverged, "
+              "or stopped by the pruner), "
               f"{n[TrialState.FAIL] - n_lost} failed (run failed), {n_lost} lost (process died or interrupted; queued "
               f"again), {n[TrialState.RUNNING]} running, {n[TrialState.WAITING]} waiting.")]
     ended = [t for t in trials if t.datetime_start and t.datetime_complete]

@@ -1,5 +1,5 @@
-"""A table through submitit's local executor: two worker processes split the runs (each trained once, by either
-worker) and the render equals a sequential run's, number for number."""
+"""A table through submitit's local executor or a local Ray instance: two worker processes split the runs (each
+trained once, by either worker) and the render equals a sequential run's, number for number."""
 
 from __future__ import annotations
 
@@ -32,24 +32,26 @@ def numbers(render) -> pd.Series:
     return frame[frame["metric"] == "nll"].set_index("row")[["obtained", "obtained_std", "n"]].iloc[0]
 
 
-def test_two_submitit_workers_split_the_runs_and_render_the_sequential_table(four_runs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
+def test_two_workers_split_the_runs_and_render_the_sequential_table(launcher, four_runs, tmp_path, monkeypatch):
     monkeypatch.setenv("GENBENCH_HOME", str(tmp_path / "sequential"))
     sequential = numbers(tables.run_table("four", "smoke", log=lambda *_: None))
     home = tmp_path / "launched"
     monkeypatch.setenv("GENBENCH_HOME", str(home))
     logged = []
-    launched = launch_table("four", "smoke", "submitit_local", 2, log=logged.append)
+    launched = launch_table("four", "smoke", launcher, 2, log=logged.append)
     assert numbers(launched).tolist() == pytest.approx(sequential.tolist())
     records = [json.loads(p.read_text()) for p in (home / "results" / "runs" / "four" / "smoke").glob("*.json")]
     assert len(records) == 4 and all(r["status"] == "finished" for r in records)
     assert {r["pid"] for r in records} != {os.getpid()}  # trained by the workers, not the launching process
     assert len(list((home / "models" / "trained").iterdir())) == 4  # each run trained once
-    assert any("2 submitit_local workers" in line for line in logged)
-    assert main(["table", "four", "--launcher", "submitit_local", "--workers", "2"]) == 0  # the CLI path: all done before
+    assert len({r["pid"] for r in records}) == 2  # both workers took a share
+    assert any(f"2 {launcher} workers" in line for line in logged)
+    assert main(["table", "four", "--launcher", launcher, "--workers", "2"]) == 0  # the CLI path: all done before
 
 
 def test_launcher_choices_are_checked_before_anything_runs(four_runs, genbench_home, capsys):
-    with pytest.raises(ConfigError, match="valid: local, submitit_local, slurm"):
+    with pytest.raises(ConfigError, match="valid: local, submitit_local, slurm, ray"):
         launch_table("four", "smoke", "kubernetes", 2)
     assert main(["table", "four", "--workers", "2"]) == 2
     assert "--workers needs a launcher" in capsys.readouterr().err

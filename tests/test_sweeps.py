@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from genbench.cli import main
 from genbench.errors import ConfigError
-from genbench.paths import results_dir
+from genbench.paths import home, results_dir
 from genbench.runs import config_hash, read_record
 from genbench.sweeps import (check_composes, default_storage, load_sweep, make_sampler, parse_sweep, run_sweep,
                              sweep_names)
@@ -252,6 +252,9 @@ def test_trial_overrides_and_run_ids():
     ({"colour": "red"}, "valid: method, metric, parameters, command, run_cap"),
     ({"run_cap": 0}, "positive integer"),
     ({"command": ["genbench", "train", "seed=1", "logger=wandb", "${args_no_hyphens}"]}, "both swept"),
+    ({"early_terminate": {"type": "median"}}, "type: hyperband, min_iter: N"),
+    ({"early_terminate": {"type": "hyperband", "eta": 3}}, "max_iter: N, s: S"),
+    ({"early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 1}}, "eta >= 2"),
 ])
 def test_a_bad_sweep_names_what_is_valid(change, named):
     raw = {"method": "grid", "metric": {"name": "test/nll"}, "parameters": {"seed": {"values": [0, 1]}},
@@ -259,6 +262,30 @@ def test_a_bad_sweep_names_what_is_valid(change, named):
     with pytest.raises(ConfigError) as e:
         parse_sweep("bad", raw, Path("configs/sweep/bad.yaml"))
     assert named in str(e.value) and "configs/sweep/bad.yaml" in str(e.value)
+
+
+def test_early_terminate_prunes_a_trial_from_its_validation_curve(configs_copy):
+    """Hyperband on val/nll, one bracket (rung at epoch 1): after a learning trial, the trials that learn nothing
+    (lr 1e-7) are not the best at epoch 1, so they are stopped there and recorded as pruned, not trained on."""
+    (configs_copy / "sweep" / "prune.yaml").write_text(
+        "method: grid\nmetric: {name: test/nll, goal: minimize}\nparameters:\n  model.lr: {values: [1.0e-7, 2.0e-7, 0.003]}\n"
+        "early_terminate: {type: hyperband, min_iter: 1, max_iter: 2, eta: 3}\n"
+        "command: [genbench, train, data=digits, model=made, 'model.hidden=[50]', model.optimizer=adam, "
+        "trainer.max_epochs=2, logger=wandb, '${args_no_hyphens}']\n")
+    assert isinstance(load_sweep("prune").pruner(), optuna.pruners.HyperbandPruner)
+    run_sweep("prune", log=lambda *_: None)
+    trials = study_of("prune").get_trials(deepcopy=False)
+    assert trials[0].params["model.lr"] == 0.003, "Optuna's grid order changed: the learning trial must come first"
+    by_lr = {t.params["model.lr"]: t for t in trials}
+    assert by_lr[0.003].state == TrialState.COMPLETE and set(by_lr[0.003].intermediate_values) == {1, 2}
+    for lr in (1e-7, 2e-7):
+        t = by_lr[lr]
+        assert t.state == TrialState.PRUNED and list(t.intermediate_values) == [1]
+        assert t.intermediate_values[1] > by_lr[0.003].intermediate_values[1] + 5  # a real gap, not noise
+        record = read_record(home() / t.user_attrs["record"])
+        assert record["status"] == "pruned" and record["epochs"] == 1 and not record["results"]
+        assert "pruned after epoch 1" in record["error"]
+    assert "2 pruned" in results_dir("sweeps", "prune", "summary.md").read_text()
 
 
 def test_an_endless_sweep_and_an_unknown_one_are_refused(configs_copy, capsys):
