@@ -34,10 +34,19 @@ from ..data.base import DataInfo
 from ..errors import ConfigError
 from ..nn.bernoulli import base_rates, bernoulli
 from ..nn.flows import evaluating
-from ..nn.masked import (BernoulliPixels, CategoricalPixels, LogisticMixturePixels, MaskedMLP, PixelCNNNet,
-                         input_degrees, made_degrees, made_masks)
+from ..nn.masked import (
+    BernoulliPixels,
+    CategoricalPixels,
+    LogisticMixturePixels,
+    MaskedMLP,
+    PixelCNNNet,
+    input_degrees,
+    made_degrees,
+    made_masks,
+)
 from ..nn.nade import nade_logits
 from ..nn.vae import BernoulliObservation
+from .epoch_means import EpochMeans
 
 VALIDATION_METRIC = "val/nll"
 
@@ -88,7 +97,7 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     raise ConfigError(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
-class Autoregressive(L.LightningModule):
+class Autoregressive(EpochMeans, L.LightningModule):
     """What the three models share: training on the mean NLL, the validation NLL, best-epoch restore and early
     stopping, the optimizer. A subclass gives ``log_prob`` (and ``training_log_prob`` if training scores differently)."""
 
@@ -119,9 +128,9 @@ class Autoregressive(L.LightningModule):
         return torch.cat([fn(xs) for xs in x.split(self.eval_batch)])
 
     def training_step(self, batch, batch_idx):
-        nll = -self.training_log_prob(batch).mean()
-        self.log("train/nll", nll.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
-        return nll
+        nll = -self.training_log_prob(batch)
+        self.epoch_mean("train/nll", nll, prog_bar=True)
+        return nll.mean()
 
     def validation_step(self, batch, batch_idx):
         self.log(VALIDATION_METRIC, -self.log_prob(batch).mean(), on_step=False, on_epoch=True, batch_size=len(batch))

@@ -40,13 +40,14 @@ from ..nn.flows import (
     evaluating,
     weight_scales,
 )
+from .epoch_means import EpochMeans
 
 DATA_RANGES = ("unit", "symmetric")
 ARCHITECTURES = ("auto", "mlp", "multiscale")
 LR_SCHEDULES = ("constant", "cosine")
 
 
-class FlowModel(L.LightningModule):
+class FlowModel(EpochMeans, L.LightningModule):
     """What NICE and Real NVP share: data transform, prior, scoring, sampling and the training loop.
 
     Subclasses set ``self.transform`` (data → modelled space), ``self.flow`` (→ latent [B, D]), ``self.prior``
@@ -129,19 +130,25 @@ class FlowModel(L.LightningModule):
             zca.fit(dm.split("train"), lambda x: scale(dequantize(x.flatten(1)).to(self.device))[0])
 
     def training_step(self, batch, batch_idx):
+        loss, nll = self.training_loss(batch)
+        self.epoch_mean("train/nll", nll, prog_bar=True)
+        if self.levels is not None:
+            self.epoch_mean("train/bits_per_dim", bits_per_dim(nll, self.dim))
+        return loss
+
+    def training_loss(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss to minimize: NLL per dimension plus the L2 penalty, the batch's NLLs in nats)."""
         x = dequantize(batch) if self.levels is not None else batch
         nll = -self._log_prob(x)
         loss = nll.mean() / self.dim
         if self.l2:
             loss = loss + self.l2 * sum(p.pow(2).sum() for p in weight_scales(self))
-        self.log("train/nll", nll.mean(), on_step=False, on_epoch=True, prog_bar=True)
-        if self.levels is not None:
-            self.log("train/bits_per_dim", bits_per_dim(nll.mean(), self.dim), on_step=False, on_epoch=True)
-        return loss
+        return loss, nll
 
     def configure_optimizers(self):
+        # fused: one kernel for every parameter (2.4 → 1.0 ms per step of the 2D flows on a CPU)
         opt = torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas, eps=self.eps,
-                               weight_decay=self.weight_decay)
+                               weight_decay=self.weight_decay, fused=True)
         if self.lr_schedule == "constant":
             return opt
         steps = max(1, int(self.trainer.estimated_stepping_batches))
@@ -172,13 +179,22 @@ class NICE(FlowModel):
     (``data_range: unit``) or [−1, 1) (``symmetric``, CIFAR-10) and, with ``zca``, ZCA-whitened (fitted on the
     dequantized training split at the start of training); ``zca_logdet: false`` leaves the whitening's Jacobian
     out as Table 5.1 does, which makes the score a density of the whitened data, not of the pixels.
+
+    ``output_init``: null or ``zero`` starts every t network's output layer at zero (the flow starts as the
+    scaling alone). On data whose conditionals are symmetric about 0 (x₂ | x₁ and x₁ | x₂, as on ring8 and
+    grid25) that is a stationary point: the prior's score is odd, so the expected gradient of every t vanishes and
+    training leaves the couplings near zero (ring8: the same NLL to 1e-5 for three seeds, 6.5 nats above the
+    entropy). ``pytorch`` keeps PyTorch's default init of that layer, which breaks the symmetry.
     """
 
     def __init__(self, info: DataInfo, couplings: int = 4, hidden: int = 1000, layers: int = 5,
                  prior: str = "logistic", data_range: str = "unit", zca: bool = False, zca_logdet: bool = True,
                  zca_bias: float = 0.1, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, lr_schedule: str = "constant"):
+                 eps: float = 1e-8, lr_schedule: str = "constant", output_init: str | None = None):
         super().__init__(info, lr, beta1, beta2, eps, l2=0.0, lr_schedule=lr_schedule)
+        if output_init not in (None, "zero", "pytorch"):
+            raise ConfigError(f"model.output_init {output_init!r} is not null (zero), zero or pytorch (PyTorch's "
+                              "default init of the t networks' output layers)")
         self.flat = True
         steps = []
         if self.levels is not None:
@@ -189,8 +205,8 @@ class NICE(FlowModel):
         elif zca:
             raise ConfigError("zca whitening is for image data (a discrete data space)")
         self.transform = FlowSequence(*steps)
-        self.flow = FlowSequence(*coupling_stack(self.dim, couplings, hidden, layers, additive=True),
-                                 DiagonalScaling(self.dim))
+        self.flow = FlowSequence(*coupling_stack(self.dim, couplings, hidden, layers, additive=True,
+                                                 zero_output=output_init != "pytorch"), DiagonalScaling(self.dim))
         self.prior = build_prior(prior)
 
 

@@ -38,8 +38,16 @@ from torch import nn
 from ..data.base import DataInfo
 from ..errors import ConfigError, GenbenchError
 from ..nn.flows import evaluating
-from ..nn.vae import (Conditional, flushing_denormals, glorot_uniform_, normal_log_prob, observation_model,
-                      set_flush_denormals, standard_normal_log_prob)
+from ..nn.vae import (
+    Conditional,
+    flushing_denormals,
+    glorot_uniform_,
+    normal_log_prob,
+    observation_model,
+    set_flush_denormals,
+    standard_normal_log_prob,
+)
+from .epoch_means import EpochMeans
 
 OBJECTIVES = ("iwae", "vae")
 LR_SCHEDULES = ("constant", "burda")
@@ -56,7 +64,7 @@ def burda_lr_factor(step: int, total_steps: int) -> float:
     return 10 ** (-i / 7)
 
 
-class VAE(L.LightningModule):
+class VAE(EpochMeans, L.LightningModule):
     """A VAE / IWAE with ``len(latent)`` stochastic layers; see the module docstring.
 
     Capabilities: ``log_prob_bound(x, k)`` (L_k in nats, chunked), ``encode`` (a posterior draw of the top layer),
@@ -245,7 +253,7 @@ class VAE(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         bound = self.bound(batch, self.k)
-        self.log("train/nll", -bound.detach().mean(), on_step=False, on_epoch=True, prog_bar=True)
+        self.epoch_mean("train/nll", -bound, prog_bar=True)
         return -bound.sum()
 
     def configure_optimizers(self):

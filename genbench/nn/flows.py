@@ -411,16 +411,15 @@ def _zero_output(layer: nn.Module) -> None:
 
 
 class MLP(nn.Sequential):
-    """in → [Linear → activation] × ``layers`` → Linear → out, the last layer zero-initialized.
+    """in → [Linear → activation] × ``layers`` → Linear → out, the last layer zero-initialized unless
+    ``zero_output`` is false (then PyTorch's default init, see :class:`genbench.models.flows.NICE`).
 
     NICE's t network is this with ReLU and a linear output (§5.2); ``weight_norm`` applies Salimans & Kingma's
     reparametrization to every linear layer.
     """
 
-    starts_at_zero = True  # its output starts at 0: a Coupling on it refuses λ = 0 (a fixed point)
-
     def __init__(self, inputs: int, outputs: int, hidden: int, layers: int, activation: str = "relu",
-                 weight_norm: bool = False):
+                 weight_norm: bool = False, zero_output: bool = True):
         if activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
         sizes = [inputs] + [hidden] * layers
@@ -429,7 +428,9 @@ class MLP(nn.Sequential):
             mods += [_maybe_wn(nn.Linear(a, b), weight_norm), ACTIVATIONS[activation]()]
         mods.append(_maybe_wn(nn.Linear(sizes[-1], outputs), weight_norm))
         super().__init__(*mods)
-        _zero_output(mods[-1])
+        self.starts_at_zero = zero_output  # its output starts at 0: a Coupling on it refuses λ = 0 (a fixed point)
+        if zero_output:
+            _zero_output(mods[-1])
 
 
 class ResidualBlock(nn.Module):
@@ -474,14 +475,16 @@ def weight_scales(module: nn.Module) -> list[nn.Parameter]:
 # -- architectures -----------------------------------------------------------------------------------------------------
 
 def coupling_stack(dim: int, couplings: int, hidden: int, layers: int, additive: bool, activation: str = "relu",
-                   weight_norm: bool = False, batch_norm: bool = False, separate_st: bool = False) -> list[nn.Module]:
-    """Couplings with MLP networks on vectors [B, D], alternating which parity of the components is transformed."""
+                   weight_norm: bool = False, batch_norm: bool = False, separate_st: bool = False,
+                   zero_output: bool = True) -> list[nn.Module]:
+    """Couplings with MLP networks on vectors [B, D], alternating which parity of the components is transformed;
+    ``zero_output: false`` leaves the additive (NICE) networks' output layers at PyTorch's default init."""
     mods: list[nn.Module] = []
     for k in range(couplings):
         part = IndexPartition(dim, parity=k % 2)
         d1, d2 = part.sizes
         if additive:
-            net = MLP(d1, d2, hidden, layers, activation, weight_norm)
+            net = MLP(d1, d2, hidden, layers, activation, weight_norm, zero_output=zero_output)
         elif separate_st:
             net = TwoNets(MLP(d1, d2, hidden, layers, activation, weight_norm),
                           MLP(d1, d2, hidden, layers, activation, weight_norm))
