@@ -32,8 +32,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-# speed against peers and the arithmetic floor (RBM vs scikit-learn, AIS and IWAE bounds vs bare matmul loops, VAE epoch vs a bare loop) → results/bench/; run on an idle machine
+# speed against peers and the arithmetic floor (RBM vs scikit-learn, AIS and IWAE bounds vs bare matmul loops, a training
+# step per family under Lightning vs a bare loop vs its products, flows vs zuko and normflows, a table on 2 workers)
+# → results/bench/; run on an idle machine
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m genbench.bench
 
 # every table at smoke scale (tables on MNIST need it in datasets/: `make data-link` or GENBENCH_DATA)

@@ -13,7 +13,11 @@
   MNIST test set and (h) PixelCNN drawing 100 images, each against the arithmetic floor of
   its products (:mod:`genbench.bench_ar`);
 * (i) what rendering the cross-family table ``mnist-nll`` at its cpu scale cost, row by row, read from its run
-  records (training and evaluation wall times, the CPU each ran on, and which rows were copied from a family table).
+  records (training and evaluation wall times, the CPU each ran on, and which rows were copied from a family table);
+* (j) one training step of a small model per family under Lightning, in a bare loop and as its products alone, and
+  (k) the 2D Real NVP against zuko and normflows (:mod:`genbench.bench_steps`); ``ratios.png`` draws every ratio;
+* (l) a smoke table of many small runs sequentially on one thread and on two single-thread ``submitit_local``
+  workers, with the two renders' numbers compared.
 
 Numbers are only comparable on an idle machine (both cores free): the load
 average is recorded with every figure.
@@ -47,6 +51,30 @@ def table_smoke_cost(name: str) -> dict:
         err = proc.stderr.read()
     return {"table": name, "wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
             "exit_status": os.waitstatus_to_exitcode(status), "error": err.strip().splitlines()[-1] if status and err.strip() else None}
+
+
+def parallel_table_cost(name: str = "mode-coverage-2d", workers: int = 2) -> dict:
+    """``genbench table NAME --scale smoke`` from scratch in one single-thread process, then on ``workers``
+    single-thread ``submitit_local`` workers; wall times and whether the two renders hold the same numbers."""
+    import pandas as pd
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.setdefault("GENBENCH_DATA", str(paths.data_root().resolve()))
+    walls, frames = {}, {}
+    for how, extra in (("sequential", []), ("parallel", ["--launcher", "submitit_local", "--workers", str(workers)])):
+        with tempfile.TemporaryDirectory() as home:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "genbench.cli", "table", name, "--scale", "smoke", *extra],
+                           env={**env, "GENBENCH_HOME": home}, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            walls[how] = time.perf_counter() - start
+            frames[how] = pd.read_csv(Path(home) / "results" / "tables" / name / "smoke.csv")
+    cols = ["row", "dataset", "metric", "obtained"]
+    a, b = (frames[k][cols].sort_values(cols[:3]).reset_index(drop=True) for k in ("sequential", "parallel"))
+    same = a.equals(b)
+    return {"table": name, "workers": workers, "sequential_s": walls["sequential"], "parallel_s": walls["parallel"],
+            "speedup": walls["sequential"] / walls["parallel"], "same_numbers": same,
+            "difference": None if same else a.compare(b).to_string()[:500]}
 
 
 def recorded_costs(name: str = "mnist-nll", scale: str = "cpu") -> dict | None:
@@ -118,8 +146,10 @@ def markdown(result: dict) -> str:
         lines += [f"| {e['k']} | {e['lightning_s']:.1f} | {e['bare_s']:.1f} | {e['ratio']:.2f} |" for e in result["vae_epoch"]]
         lines += [""]
     from .bench_ar import markdown as ar_markdown
+    from .bench_steps import markdown as steps_markdown
 
     lines += ar_markdown(result)
+    lines += steps_markdown(result)
     if result.get("recorded_costs"):
         c = result["recorded_costs"]
         lines += [f"## (i) What `{c['table']}` at its {c['scale']} scale cost (from its run records)", "",
@@ -138,7 +168,8 @@ def markdown(result: dict) -> str:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip", nargs="*", default=[], choices=["pcd", "ais", "vae", "ar", "tables"])
+    ap.add_argument("--skip", nargs="*", default=[],
+                    choices=["pcd", "ais", "vae", "ar", "steps", "peers", "parallel", "tables"])
     ap.add_argument("--tables", nargs="*", default=None, help="tables to time (default: all)")
     ap.add_argument("--out", type=Path, default=paths.results_dir("bench"))
     a = ap.parse_args(argv)
@@ -166,6 +197,16 @@ def main(argv=None) -> dict:
         result["nade_eval"] = benchmark_nade()
         result["made_ensemble"] = benchmark_made_ensemble()
         result["pixelcnn_sampling"] = benchmark_pixelcnn_sampling()
+    if "steps" not in a.skip:
+        from .bench_steps import benchmark_steps
+
+        result["training_step"] = benchmark_steps()
+    if "peers" not in a.skip:
+        from .bench_steps import benchmark_peers
+
+        result["flow_peers"] = benchmark_peers()
+    if "parallel" not in a.skip:
+        result["parallel_table"] = parallel_table_cost()
     result["recorded_costs"] = recorded_costs()
     if "tables" not in a.skip:
         measured = {t["table"]: t for t in result.get("tables", [])}
@@ -174,6 +215,9 @@ def main(argv=None) -> dict:
     a.out.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     (a.out / "bench.md").write_text(markdown(result))
+    from .bench_steps import ratios_figure
+
+    ratios_figure(result, a.out / "ratios.png")
     print(markdown(result))
     return result
 

@@ -109,6 +109,14 @@ def _mnist_train_binary(seed: int = 0) -> tuple[torch.Tensor, str]:
         return (torch.rand(60000, 784, generator=g) < 0.13).float(), "random Bernoulli(0.13) stand-in, 60,000×784"
 
 
+def _info(x: torch.Tensor):
+    """The DataInfo of binary MNIST-shaped training data ``x`` [N, 784] (for models built outside a data module)."""
+    from .data.base import DataInfo, DataSpace
+
+    return DataInfo("mnist", "mnist/fixed", DataSpace("binary", (1, 28, 28)), {"train": len(x)}, "bench",
+                    train_mean=x.mean(0))
+
+
 def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.01, repeats: int = 3,
                         sklearn_float64: bool = True, threads: int | None = None, seed: int = 0) -> dict:
     """One PCD-1 epoch over MNIST (60k, batch 100, H=500): genbench's RBM vs scikit-learn's BernoulliRBM.
@@ -142,12 +150,11 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
     from sklearn.neural_network import BernoulliRBM
     from threadpoolctl import threadpool_limits
 
-    from .data.base import DataInfo, DataSpace
     from .models.rbm import RBM, native_bfloat16
 
     x, data_name = _mnist_train_binary(seed)
     n, V = x.shape
-    info = DataInfo("mnist", "mnist/fixed", DataSpace("binary", (1, 28, 28)), {"train": n}, "bench", train_mean=x.mean(0))
+    info = _info(x)
     x_np = {"float32": x.numpy(), "float64": x.double().numpy()} if sklearn_float64 else {"float32": x.numpy()}
 
     def run_sklearn(dtype):

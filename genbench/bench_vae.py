@@ -17,18 +17,15 @@ import time
 
 import torch
 
-from .bench_rbm import _mnist_train_binary, lightning_epoch_seconds
+from .bench_rbm import _info, _mnist_train_binary, lightning_epoch_seconds
 from .runs import cpu_name
 
 
 def _burda_model(x: torch.Tensor, k: int = 1):
-    from .data.base import DataInfo, DataSpace
     from .models.vae import VAE
 
-    info = DataInfo("mnist", "mnist/fixed", DataSpace("binary", (1, 28, 28)), {"train": len(x)}, "bench",
-                    train_mean=x.mean(0))
     torch.manual_seed(0)
-    return VAE(info, objective="iwae", k=k)
+    return VAE(_info(x), objective="iwae", k=k)
 
 
 def decoder_flops_per_row(model) -> int:

@@ -42,3 +42,36 @@ def test_the_cross_family_cost_section_sums_what_the_records_hold(genbench_home)
     assert "| a | 100 | 20 | 125 | Some CPU (AVX2) | copied from ar-mnist/cpu/a.json |" in text
     assert "| b | – | – | 3,600 | Some CPU (AVX2) | run by this table |" in text
     assert "| c | 50 | 7 | – |" in text and "**1.03 h**" in text
+
+
+def test_the_step_floor_records_the_products_of_forward_and_backward():
+    """A Linear layer on an input without gradient: its forward product and its weight gradient's, nothing else."""
+    from genbench.bench_steps import flops, products_of
+
+    layer, x = torch.nn.Linear(3, 4), torch.randn(5, 3)
+    products = products_of(lambda: layer(x).sum().backward())
+    assert sorted(products) == [(1, 4, 5, 3), (1, 5, 3, 4)] and flops(products) == 2 * (2 * 5 * 3 * 4)
+    batched = products_of(lambda: torch.bmm(torch.randn(2, 5, 3), torch.randn(2, 3, 4)))
+    assert batched == [(2, 5, 3, 4)] and flops(batched) == 2 * 2 * 5 * 3 * 4
+
+
+def test_the_report_states_step_peer_and_parallel_ratios_with_their_goals(tmp_path):
+    from genbench.bench_steps import ratios_figure
+
+    row = {"label": "GAN 2D toy", "parameters": 890003, "gflop": 0.93, "lightning_s": 0.0086, "bare_s": 0.0081,
+           "floor_s": 0.0031, "lightning_over_bare": 1.06, "bare_over_floor": 2.6, "floor_gflops": 300.0}
+    peer = {"parameters": 35344, "step_s": 0.004, "log_prob_s": 0.2, "sample_s": 0.3}
+    ours = {"parameters": 35352, "step_s": 0.0036, "log_prob_s": 0.1, "sample_s": 0.4,
+            **{f"{k}_over_{p}": 0.9 for k in ("step", "log_prob", "sample") for p in ("zuko", "normflows")}}
+    result = {"date": "d", "machine": "m", "load_average_before": 0.1,
+              "training_step": {"steps": 300, "rounds": 3, "threads": 2, "models": {"gan_toy": row}},
+              "flow_peers": {"points": 100000, "variants": {"no_batch_norm": {"genbench": ours, "zuko": peer,
+                                                                               "normflows": peer}}},
+              "parallel_table": {"table": "mode-coverage-2d", "workers": 2, "sequential_s": 36.0, "parallel_s": 20.0,
+                                 "speedup": 1.8, "same_numbers": True}}
+    text = markdown(result)
+    assert "| GAN 2D toy | 890,003 | 0.930 | 8.60 | 8.10 | 3.10 | **1.06** | 2.60 | 300 |" in text
+    assert "| no batch norm | zuko | 35,344 | 4.00 | 0.200 | 0.300 | **0.90** | **0.90** | **0.90** |" in text
+    assert "**1.80×** faster (goal ≥ 1.6); the two renders' numbers are identical" in text
+    ratios_figure(result, tmp_path / "ratios.png")
+    assert (tmp_path / "ratios.png").stat().st_size > 10_000

@@ -1,0 +1,398 @@
+"""Speed of one training step (``make bench`` (j), (k)): Lightning against a bare loop, genbench against peers, and
+both against the arithmetic floor, each a ratio measured in one call.
+
+* (j) one small model per family, its update as a real run takes it (``lightning.Trainer.fit`` over the data
+  modules' loader, a CSV logger, ``log_every_n_steps`` 50) beside a bare loop of the same update over pre-batched
+  tensors, and beside the arithmetic floor: the matrix products one update performs (recorded from the update
+  itself by a dispatch mode, backward included) replayed as bare ``torch.mm``/``torch.bmm`` into preallocated
+  buffers. Models: the RBM's PCD-1 update (MNIST shapes, H = 500, batch 100), the 2D GAN toy (the ALI code's
+  networks, batch 100), the 2D Real NVP of ``flows-2d`` (8 couplings, 2 × 64 ReLU, batch 500) with and without
+  batch norm, the VAE (Burda's 784-200-200-50, batch 20, k = 1) and MADE (784-500-784, batch 100).
+* (k) the 2D Real NVP against zuko's and normflows' (the peers a user would otherwise pick; normflows is the
+  ``bench`` extra) on equal architectures, parameter counts stated: a training step (Adam, batch 500), log_prob
+  and sampling of 100,000 points.
+
+Each figure is the median step over ``steps`` steps after a warm-up, the minimum over ``rounds`` interleaved rounds
+(other processes only ever add time). Per-step times are microseconds to milliseconds: run on an idle machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .runs import cpu_name
+
+PRODUCTS = {"mm", "addmm", "bmm", "baddbmm"}
+
+
+# -- the arithmetic floor: the step's own products, replayed -------------------------------------------------------------
+
+class _Products(TorchDispatchMode):
+    """Records the (batch, n, k, m) shape of every matrix product dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: list[tuple[int, int, int, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in PRODUCTS:
+            a, b = args[-2:] if name in ("addmm", "baddbmm") else args[:2]
+            self.shapes.append((a.shape[0], *a.shape[-2:], b.shape[-1]) if a.ndim == 3 else (1, *a.shape, b.shape[-1]))
+        return func(*args, **(kwargs or {}))
+
+
+def products_of(step: Callable[[], object]) -> list[tuple[int, int, int, int]]:
+    """The matrix products one call of ``step`` performs, backward included."""
+    with _Products() as rec:
+        step()
+    return rec.shapes
+
+
+def flops(products) -> int:
+    return sum(2 * b * n * k * m for b, n, k, m in products)
+
+
+def products_seconds(products, repeats: int = 200, seed: int = 0) -> float:
+    """Seconds for the products alone, each a bare ``torch.mm`` (or ``bmm``) into a preallocated buffer."""
+    g = torch.Generator().manual_seed(seed)
+    work = []
+    for b, n, k, m in products:
+        shape = (lambda *s: s) if b == 1 else (lambda *s: (b, *s))
+        a, w, out = (torch.randn(*shape(n, k), generator=g), torch.randn(*shape(k, m), generator=g),
+                     torch.empty(*shape(n, m)))
+        work.append((torch.mm if b == 1 else torch.bmm, a, w, out))
+    for fn, a, w, out in work:
+        fn(a, w, out=out)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        for fn, a, w, out in work:
+            fn(a, w, out=out)
+    return (time.perf_counter() - t0) / repeats
+
+
+# -- Lightning and the bare loop -----------------------------------------------------------------------------------------
+
+def lightning_step_seconds(model, data: torch.Tensor, batch_size: int, steps: int, warmup: int) -> float:
+    """Median seconds from one batch's start to the next under ``Trainer.fit``: loading, the update, hooks and
+    logging (a CSV logger, ``log_every_n_steps`` 50, as ``configs/trainer/default.yaml``)."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+    from .data.base import _IndexedSplit
+
+    class Stamps(L.Callback):
+        def __init__(self):
+            self.t = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.t.append(time.perf_counter())
+
+    ds = _IndexedSplit(data, None)
+    loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
+    stamps = Stamps()
+    with tempfile.TemporaryDirectory() as logs:
+        trainer = L.Trainer(max_steps=warmup + steps + 1, logger=CSVLogger(logs), enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                            callbacks=[stamps], accelerator="cpu", devices=1, log_every_n_steps=50)
+        trainer.fit(model, train_dataloaders=loader)
+    gaps = [b - a for a, b in zip(stamps.t, stamps.t[1:])][warmup:]
+    return statistics.median(gaps)
+
+
+def bare_step_seconds(update: Callable[[torch.Tensor, int], object], batches: list[torch.Tensor], steps: int,
+                      warmup: int) -> float:
+    """Median seconds of ``update(batch, i)`` over pre-batched tensors."""
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        update(batches[i % len(batches)], i)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[warmup:])
+
+
+# -- the models ----------------------------------------------------------------------------------------------------------
+
+def _rbm(x):
+    from .bench_rbm import _info
+    from .models.rbm import RBM
+
+    model = RBM(_info(x), hidden=500, k=1, persistent=True, n_chains=100, lr=0.01)
+    opt = model.configure_optimizers()
+    return model, lambda b, i: model.fit_batch(b, opt), 100
+
+
+def _gan(x):
+    from .runs import build_model
+    from .tables import compose
+
+    info = _gmm_info(x)
+    model = build_model(compose(["experiment=gan_grid25"])["model"], info)
+    opts = model.configure_optimizers()
+    return model, lambda b, i: model.update(b, i, *opts[:2]), 100
+
+
+def _realnvp(batch_norm: bool):
+    def make(x):
+        from .models.flows import RealNVP
+
+        model = RealNVP(_gmm_info(x), architecture="mlp", couplings=8, hidden=64, layers=2, weight_norm=False,
+                        batch_norm=batch_norm, lr=3e-3)
+        return model, flow_update(model), 500
+    return make
+
+
+def flow_update(model) -> Callable[[torch.Tensor, int], None]:
+    """The flow's training step as Lightning's automatic optimization takes it: loss, zero_grad, backward, step."""
+    opt = model.configure_optimizers()
+
+    def update(batch, i):
+        loss, _ = model.training_loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return update
+
+
+def _vae(x):
+    from .bench_vae import _burda_model
+
+    model = _burda_model(x, k=1)
+    opt = model.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+
+    def update(batch, i):
+        loss = -model.bound(batch, model.k).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model, update, 20
+
+
+def _made(x):
+    from .bench_rbm import _info
+    from .models.autoregressive import MADE
+
+    model = MADE(_info(x), hidden=[500], masks=1, optimizer="adam", lr=3e-3)
+    opt = model.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+
+    def update(batch, i):
+        loss = -model.training_log_prob(batch).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model, update, 100
+
+
+def _gmm_info(x):
+    from .data.base import DataInfo, DataSpace
+
+    return DataInfo("gmm2d", "gmm2d/bench", DataSpace("continuous", (2,)), {"train": len(x)}, "bench")
+
+
+def _gmm(n: int = 100_000) -> torch.Tensor:
+    from .data import build_datamodule
+
+    return build_datamodule({"name": "gmm2d", "mixture": "grid25", "train_size": n, "val_size": 0,
+                             "test_size": 1000}).split("train").float()
+
+
+MODELS = {"rbm_pcd1": ("RBM PCD-1 update (784-500, batch 100)", "mnist", _rbm),
+          "gan_toy": ("GAN 2D toy (ALI code's networks, batch 100)", "gmm", _gan),
+          "realnvp_2d_bn": ("Real NVP 2D, 8 couplings 2 × 64, batch norm (batch 500)", "gmm", _realnvp(True)),
+          "realnvp_2d": ("Real NVP 2D, 8 couplings 2 × 64, no batch norm (batch 500)", "gmm", _realnvp(False)),
+          "vae": ("VAE 784-200-200-50, k = 1 (batch 20)", "mnist", _vae),
+          "made": ("MADE 784-500-784, one mask (batch 100)", "mnist", _made)}
+
+
+def benchmark_steps(names=None, steps: int = 300, warmup: int = 30, rounds: int = 3, seed: int = 0) -> dict:
+    """(j): per model, the median step under Lightning, in a bare loop and of the products alone."""
+    from .bench_rbm import _mnist_train_binary
+    from .runs import quiet_lightning
+
+    quiet_lightning()
+    data = {}
+    out = {"benchmark": "training_step", "steps": steps, "warmup": warmup, "rounds": rounds,
+           "threads": torch.get_num_threads(), "machine": cpu_name(), "models": {}}
+    for name in names or MODELS:
+        label, source, make = MODELS[name]
+        if source not in data:
+            data[source] = _mnist_train_binary(seed)[0] if source == "mnist" else _gmm()
+        x = data[source]
+        torch.manual_seed(seed)
+        model, update, batch = make(x)
+        batches = list(x[torch.randperm(len(x))[: batch * 50]].split(batch))
+        products = products_of(lambda: update(batches[0], 0))
+        best = {"lightning_s": [], "bare_s": [], "floor_s": []}
+        for _ in range(rounds):
+            torch.manual_seed(seed)
+            model_l, _, _ = make(x)
+            best["lightning_s"].append(lightning_step_seconds(model_l, x, batch, steps, warmup))
+            best["bare_s"].append(bare_step_seconds(update, batches, steps, warmup))
+            best["floor_s"].append(products_seconds(products))
+        row = {"label": label, "batch_size": batch, "parameters": sum(p.numel() for p in model.parameters()),
+               "products": len(products), "gflop": flops(products) / 1e9, "all_times_s": best,
+               **{k: min(v) for k, v in best.items()}}
+        row["lightning_over_bare"] = row["lightning_s"] / row["bare_s"]
+        row["bare_over_floor"] = row["bare_s"] / row["floor_s"]
+        row["lightning_over_floor"] = row["lightning_s"] / row["floor_s"]
+        row["floor_gflops"] = row["gflop"] / row["floor_s"]
+        out["models"][name] = row
+    return out
+
+
+# -- (k) the 2D Real NVP against zuko and normflows ------------------------------------------------------------------------
+
+def peer_flows(batch_norm: bool) -> dict:
+    """{name: (module, training loss of a batch, log_prob, sample)} of the 2D Real NVP (8 affine couplings, s and t
+    from one 2 × 64 ReLU network, Gaussian prior) in genbench, zuko and normflows. Only genbench's has the
+    ``flows-2d`` batch norm; the peers have none."""
+    import normflows as nf
+    import zuko
+
+    from .models.flows import RealNVP
+
+    x = _gmm(1000)
+    ours = RealNVP(_gmm_info(x), architecture="mlp", couplings=8, hidden=64, layers=2, weight_norm=False,
+                   batch_norm=batch_norm, lr=3e-3)
+    z = zuko.flows.RealNVP(features=2, transforms=8, hidden_features=[64, 64])
+    layers = []
+    for _ in range(8):
+        layers += [nf.flows.AffineCouplingBlock(nf.nets.MLP([1, 64, 64, 2], init_zeros=True)),
+                   nf.flows.Permute(2, mode="swap")]
+    n = nf.NormalizingFlow(nf.distributions.DiagGaussian(2, trainable=False), layers)
+
+    def ours_sample(k):
+        return ours.sample(k)
+
+    return {"genbench": (ours, lambda b: ours.training_loss(b)[0], ours.log_prob, ours_sample),
+            "zuko": (z, lambda b: -z().log_prob(b).mean(), lambda b: z().log_prob(b), lambda k: z().sample((k,))),
+            "normflows": (n, lambda b: n.forward_kld(b), n.log_prob, lambda k: n.sample(k)[0])}
+
+
+def benchmark_peers(steps: int = 300, warmup: int = 30, rounds: int = 3, points: int = 100_000, seed: int = 0) -> dict:
+    """(k): per implementation, the median training step (batch 500, Adam: genbench's own, fused; the peers'
+    ``torch.optim.Adam`` with its defaults, as their documentation trains), and log_prob and sampling of
+    ``points`` points in evaluation mode without gradients; with and without genbench's batch norm."""
+    from .nn.flows import evaluating
+
+    x = _gmm()
+    batches = list(x[: 500 * 50].split(500))
+    out = {"benchmark": "flows_2d_peers", "steps": steps, "points": points, "rounds": rounds,
+           "threads": torch.get_num_threads(), "machine": cpu_name(), "variants": {}}
+    for batch_norm in (True, False):
+        torch.manual_seed(seed)
+        flows = peer_flows(batch_norm)
+        rows = {}
+        for name, (module, loss_of, log_prob, sample) in flows.items():
+            opt = (module.configure_optimizers() if name == "genbench"
+                   else torch.optim.Adam(module.parameters(), lr=3e-3))
+
+            def update(b, i, loss_of=loss_of, opt=opt):
+                loss = loss_of(b)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            times = {"step_s": [], "log_prob_s": [], "sample_s": []}
+            for _ in range(rounds):
+                times["step_s"].append(bare_step_seconds(update, batches, steps, warmup))
+                with evaluating(module), torch.no_grad():
+                    t0 = time.perf_counter()
+                    log_prob(x[:points])
+                    times["log_prob_s"].append(time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    sample(points)
+                    times["sample_s"].append(time.perf_counter() - t0)
+            rows[name] = {"parameters": sum(p.numel() for p in module.parameters()), "all_times_s": times,
+                          **{k: min(v) for k, v in times.items()}}
+        for name in ("zuko", "normflows"):
+            for k in ("step_s", "log_prob_s", "sample_s"):
+                rows["genbench"][f"{k[:-2]}_over_{name}"] = rows["genbench"][k] / rows[name][k]
+        out["variants"]["batch_norm" if batch_norm else "no_batch_norm"] = rows
+    return out
+
+
+# -- the report ----------------------------------------------------------------------------------------------------------
+
+def markdown(result: dict) -> list[str]:
+    lines = []
+    steps = result.get("training_step")
+    if steps:
+        lines += ["## (j) One training step: Lightning, a bare loop, and the arithmetic floor", "",
+                  f"Median step over {steps['steps']} steps, best of {steps['rounds']} rounds, {steps['threads']} "
+                  "threads. Lightning: `Trainer.fit` over the data modules' loader with a CSV logger; bare: the same "
+                  "update over pre-batched tensors; floor: the update's own matrix products (recorded from it, backward "
+                  "included) as bare `torch.mm`/`bmm` into preallocated buffers.", "",
+                  "| model | parameters | GFLOP per step | Lightning (ms) | bare (ms) | floor (ms) | Lightning / bare "
+                  "(goal ≤ 1.05) | bare / floor | floor GFLOP/s |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in steps["models"].values():
+            lines.append(f"| {r['label']} | {r['parameters']:,} | {r['gflop']:.3f} | {1e3 * r['lightning_s']:.2f} | "
+                         f"{1e3 * r['bare_s']:.2f} | {1e3 * r['floor_s']:.2f} | **{r['lightning_over_bare']:.2f}** | "
+                         f"{r['bare_over_floor']:.2f} | {r['floor_gflops']:.0f} |")
+        lines += [""]
+    peers = result.get("flow_peers")
+    if peers:
+        lines += ["## (k) The 2D Real NVP against zuko and normflows", "",
+                  f"8 affine couplings, s and t from one 2 × 64 ReLU network, N(0, I) prior; a training step on batch "
+                  f"500 (genbench: its own fused Adam; the peers: `torch.optim.Adam` as their documentation trains), "
+                  f"log_prob and sampling of {peers['points']:,} points in evaluation mode. Only genbench's first "
+                  "variant has `flows-2d`'s batch norm (the peers have none). genbench / peer: below 1 is faster.", "",
+                  "| variant | implementation | parameters | step (ms) | log_prob (s) | sample (s) | step / peer | "
+                  "log_prob / peer | sample / peer |", "|---|---|---|---|---|---|---|---|---|"]
+        for variant, rows in peers["variants"].items():
+            g = rows["genbench"]
+            for name, r in rows.items():
+                rel = ("" if name == "genbench" else
+                       f"**{g[f'step_over_{name}']:.2f}** | **{g[f'log_prob_over_{name}']:.2f}** | "
+                       f"**{g[f'sample_over_{name}']:.2f}**")
+                lines.append(f"| {variant.replace('_', ' ')} | {name} | {r['parameters']:,} | {1e3 * r['step_s']:.2f} | "
+                             f"{r['log_prob_s']:.3f} | {r['sample_s']:.3f} | " + (rel or "– | – | –") + " |")
+        lines += ["", "Goals: step ≤ 0.9 of each peer without batch norm, ≤ 1.0 with it; log_prob and sampling ≤ 1.0.", ""]
+    par = result.get("parallel_table")
+    if par:
+        lines += [f"## (l) `{par['table']}` at smoke scale: one process against {par['workers']} single-thread workers", "",
+                  f"Sequential (one process, one thread): {par['sequential_s']:.1f} s; {par['workers']} "
+                  f"`submitit_local` workers of one thread each: {par['parallel_s']:.1f} s: **{par['speedup']:.2f}×** "
+                  f"faster (goal ≥ 1.6); the two renders' numbers are "
+                  f"{'identical' if par['same_numbers'] else 'DIFFERENT: ' + par['difference']}.", ""]
+    return lines
+
+
+def ratios_figure(result: dict, path) -> None:
+    """Every ratio of (j) and (k) in one bar chart, with each goal drawn."""
+    from .evaluation.samples import _figure, _save
+
+    bars = []
+    for r in (result.get("training_step") or {}).get("models", {}).values():
+        bars += [(f"{r['label'][:34]}: Lightning / bare", r["lightning_over_bare"], 1.05),
+                 (f"{r['label'][:34]}: bare / floor", r["bare_over_floor"], None)]
+    for variant, rows in (result.get("flow_peers") or {}).get("variants", {}).items():
+        goal = 1.0 if variant == "batch_norm" else 0.9
+        for peer in ("zuko", "normflows"):
+            for k, g in (("step", goal), ("log_prob", 1.0), ("sample", 1.0)):
+                bars.append((f"Real NVP 2D {variant.replace('_', ' ')}: {k} / {peer}", rows["genbench"][f"{k}_over_{peer}"], g))
+    if not bars:
+        return
+    fig = _figure(figsize=(8, 0.28 * len(bars) + 1.2))
+    ax = fig.add_subplot(1, 1, 1)
+    ys = range(len(bars))
+    ax.barh(list(ys), [b[1] for b in bars], color=["tab:red" if b[2] and b[1] > b[2] else "tab:blue" for b in bars])
+    for y, (_, _, goal) in zip(ys, bars):
+        if goal:
+            ax.plot([goal, goal], [y - 0.4, y + 0.4], color="black", lw=1.5)
+    ax.set_yticks(list(ys), [b[0] for b in bars], fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("ratio (black tick: goal; red: goal missed)")
+    ax.set_title(f"genbench speed ratios, {result.get('machine', '')}", fontsize=9)
+    _save(fig, path)
