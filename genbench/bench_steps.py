@@ -213,6 +213,31 @@ MODELS = {"rbm_pcd1": ("RBM PCD-1 update (784-500, batch 100)", "mnist", _rbm),
           "made": ("MADE 784-500-784, one mask (batch 100)", "mnist", _made)}
 
 
+def lightning_own_step_seconds(steps: int = 300, warmup: int = 30) -> dict[str, float]:
+    """Lightning's own cost per step: a one-parameter module whose step does almost nothing, with automatic and with
+    manual optimization, over the same loader and logger as :func:`lightning_step_seconds`. No update through the
+    Trainer can cost less than this more than its bare loop."""
+    import lightning as L
+
+    class Tiny(L.LightningModule):
+        def __init__(self, manual: bool):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.automatic_optimization = not manual
+
+        def training_step(self, batch, batch_idx):
+            if self.automatic_optimization:
+                return self.w * batch[0, 0]
+            self.w.grad = batch[0, :1].clone()
+            self.optimizers().step()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.randn(2 * (warmup + steps + 2), 2)
+    return {kind: lightning_step_seconds(Tiny(kind == "manual"), data, 2, steps, warmup) for kind in ("automatic", "manual")}
+
+
 def benchmark_steps(names=None, steps: int = 300, warmup: int = 30, rounds: int = 3, seed: int = 0) -> dict:
     """(j): per model, the median step under Lightning, in a bare loop and of the products alone."""
     from .bench_rbm import _mnist_train_binary
@@ -246,6 +271,8 @@ def benchmark_steps(names=None, steps: int = 300, warmup: int = 30, rounds: int 
         row["lightning_over_floor"] = row["lightning_s"] / row["floor_s"]
         row["floor_gflops"] = row["gflop"] / row["floor_s"]
         out["models"][name] = row
+    own = [lightning_own_step_seconds(steps, warmup) for _ in range(rounds)]
+    out["lightning_own_s"] = {k: min(o[k] for o in own) for k in own[0]}
     return out
 
 
@@ -338,6 +365,12 @@ def markdown(result: dict) -> list[str]:
             lines.append(f"| {r['label']} | {r['parameters']:,} | {r['gflop']:.3f} | {1e3 * r['lightning_s']:.2f} | "
                          f"{1e3 * r['bare_s']:.2f} | {1e3 * r['floor_s']:.2f} | **{r['lightning_over_bare']:.2f}** | "
                          f"{r['bare_over_floor']:.2f} | {r['floor_gflops']:.0f} |")
+        own = steps.get("lightning_own_s")
+        if own:
+            lines += ["", f"Lightning's own cost per step (a one-parameter module, the same loader and logger): "
+                      f"{1e3 * own['automatic']:.2f} ms with automatic optimization (the flows, VAE, MADE), "
+                      f"{1e3 * own['manual']:.2f} ms with manual optimization (the RBM, GAN). Lightning / bare ≤ 1.05 "
+                      "needs a bare step of at least 20× that."]
         lines += [""]
     peers = result.get("flow_peers")
     if peers:

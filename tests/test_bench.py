@@ -64,7 +64,8 @@ def test_the_report_states_step_peer_and_parallel_ratios_with_their_goals(tmp_pa
     ours = {"parameters": 35352, "step_s": 0.0036, "log_prob_s": 0.1, "sample_s": 0.4,
             **{f"{k}_over_{p}": 0.9 for k in ("step", "log_prob", "sample") for p in ("zuko", "normflows")}}
     result = {"date": "d", "machine": "m", "load_average_before": 0.1,
-              "training_step": {"steps": 300, "rounds": 3, "threads": 2, "models": {"gan_toy": row}},
+              "training_step": {"steps": 300, "rounds": 3, "threads": 2, "models": {"gan_toy": row},
+                                "lightning_own_s": {"automatic": 0.00037, "manual": 0.0002}},
               "flow_peers": {"points": 100000, "variants": {"no_batch_norm": {"genbench": ours, "zuko": peer,
                                                                                "normflows": peer}}},
               "parallel_table": {"table": "mode-coverage-2d", "workers": 2, "sequential_s": 36.0, "parallel_s": 20.0,
@@ -73,5 +74,6 @@ def test_the_report_states_step_peer_and_parallel_ratios_with_their_goals(tmp_pa
     assert "| GAN 2D toy | 890,003 | 0.930 | 8.60 | 8.10 | 3.10 | **1.06** | 2.60 | 300 |" in text
     assert "| no batch norm | zuko | 35,344 | 4.00 | 0.200 | 0.300 | **0.90** | **0.90** | **0.90** |" in text
     assert "**1.80×** faster (goal ≥ 1.6); the two renders' numbers are identical" in text
+    assert "0.37 ms with automatic optimization" in text and "0.20 ms with manual optimization" in text
     ratios_figure(result, tmp_path / "ratios.png")
     assert (tmp_path / "ratios.png").stat().st_size > 10_000
