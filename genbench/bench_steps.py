@@ -64,10 +64,9 @@ def products_seconds(products, repeats: int = 200, seed: int = 0) -> float:
     g = torch.Generator().manual_seed(seed)
     work = []
     for b, n, k, m in products:
-        shape = (lambda *s: s) if b == 1 else (lambda *s: (b, *s))
-        a, w, out = (torch.randn(*shape(n, k), generator=g), torch.randn(*shape(k, m), generator=g),
-                     torch.empty(*shape(n, m)))
-        work.append((torch.mm if b == 1 else torch.bmm, a, w, out))
+        batch = () if b == 1 else (b,)
+        work.append((torch.mm if b == 1 else torch.bmm, torch.randn(*batch, n, k, generator=g),
+                     torch.randn(*batch, k, m, generator=g), torch.empty(*batch, n, m)))
     for fn, a, w, out in work:
         fn(a, w, out=out)
     t0 = time.perf_counter()
@@ -205,6 +204,8 @@ def _gmm(n: int = 100_000) -> torch.Tensor:
                              "test_size": 1000}).split("train").float()
 
 
+SHORT = {"rbm_pcd1": "RBM PCD-1", "gan_toy": "GAN toy", "realnvp_2d_bn": "Real NVP 2D + BN", "realnvp_2d": "Real NVP 2D",
+         "vae": "VAE k=1", "made": "MADE"}
 MODELS = {"rbm_pcd1": ("RBM PCD-1 update (784-500, batch 100)", "mnist", _rbm),
           "gan_toy": ("GAN 2D toy (ALI code's networks, batch 100)", "gmm", _gan),
           "realnvp_2d_bn": ("Real NVP 2D, 8 couplings 2 × 64, batch norm (batch 500)", "gmm", _realnvp(True)),
@@ -401,21 +402,33 @@ def markdown(result: dict) -> list[str]:
 
 
 def ratios_figure(result: dict, path) -> None:
-    """Every ratio of (j) and (k) in one bar chart, with each goal drawn."""
+    """Every ratio of the report with a goal, drawn as "lower is better" (an at-least goal is drawn inverted, e.g.
+    AIS as the plain matmul's GFLOP/s over AIS's), one bar each, its goal a black tick, red when missed."""
     from .evaluation.samples import _figure, _save
 
     bars = []
-    for r in (result.get("training_step") or {}).get("models", {}).values():
-        bars += [(f"{r['label'][:34]}: Lightning / bare", r["lightning_over_bare"], 1.05),
-                 (f"{r['label'][:34]}: bare / floor", r["bare_over_floor"], None)]
+    if result.get("pcd_epoch"):
+        bars.append(("(a) PCD-1 epoch / scikit-learn's", result["pcd_epoch"]["ratio"], 0.5))
+    if result.get("ais"):
+        bars.append(("(b) plain matmul / AIS, GFLOP/s", 1 / result["ais"]["ratio_to_plain_mm"], 1 / 0.75))
+    if result.get("vae_bound"):
+        bars.append(("(d) L_5000 / its products", result["vae_bound"]["ratio_to_floor"], 1.5))
+    for key, r in (result.get("training_step") or {}).get("models", {}).items():
+        short = SHORT.get(key, key)
+        bars += [(f"(j) {short}: Lightning / bare", r["lightning_over_bare"], 1.05),
+                 (f"(j) {short}: bare / its products", r["bare_over_floor"], 1.25 if key in ("rbm_pcd1", "gan_toy") else None)]
     for variant, rows in (result.get("flow_peers") or {}).get("variants", {}).items():
         goal = 1.0 if variant == "batch_norm" else 0.9
         for peer in ("zuko", "normflows"):
             for k, g in (("step", goal), ("log_prob", 1.0), ("sample", 1.0)):
-                bars.append((f"Real NVP 2D {variant.replace('_', ' ')}: {k} / {peer}", rows["genbench"][f"{k}_over_{peer}"], g))
+                bars.append((f"(k) Real NVP{' + BN' if variant == 'batch_norm' else ''}: {k} / {peer}",
+                             rows["genbench"][f"{k}_over_{peer}"], g))
+    if result.get("parallel_table"):
+        par = result["parallel_table"]
+        bars.append((f"(l) {par['table']}: {par['workers']} workers / 1", 1 / par["speedup"], 1 / 1.6))
     if not bars:
         return
-    fig = _figure(figsize=(8, 0.28 * len(bars) + 1.2))
+    fig = _figure(figsize=(8, 0.26 * len(bars) + 1.3))
     ax = fig.add_subplot(1, 1, 1)
     ys = range(len(bars))
     ax.barh(list(ys), [b[1] for b in bars], color=["tab:red" if b[2] and b[1] > b[2] else "tab:blue" for b in bars])
@@ -426,6 +439,6 @@ def ratios_figure(result: dict, path) -> None:
     ax.invert_yaxis()
     ax.axvline(1.0, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")
-    ax.set_xlabel("ratio (black tick: goal; red: goal missed)")
-    ax.set_title(f"genbench speed ratios, {result.get('machine', '')}", fontsize=9)
+    ax.set_xlabel("ratio, lower is better (black tick: goal; red: goal missed)")
+    ax.set_title(f"genbench speed ratios, {result.get('machine', '')}, {result.get('date', '')}", fontsize=9)
     _save(fig, path)
