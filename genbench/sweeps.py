@@ -414,21 +414,30 @@ def _serialized(url: str):
         yield
 
 
-def _storage(url: str):
+def _storage(url: str, attempts: int = 5):
+    """Optuna's RDB storage at ``url``. Workers that start together on a new database race to create its schema
+    (tables, PostgreSQL's enum types): the loser's duplicate-object error is retried, and finds the schema made."""
     import optuna
     import sqlalchemy.exc
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
-    except ImportError:
-        raise ConfigError(f"the storage {hidden(url)} needs its database driver: pip install psycopg2-binary (PostgreSQL) or "
-                          "PyMySQL (mysql+pymysql://...); SQLite needs none") from None
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
-        raise ConfigError(f"cannot open the storage {hidden(url)} ({str(e).splitlines()[0]}); give a SQLAlchemy URL such as "
-                          "sqlite:///path/study.db or postgresql://user:password@host/database") from None
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+        except ImportError as e:
+            cause = f" ({e.__cause__})" if e.__cause__ else ""
+            raise ConfigError(f"the storage {hidden(url)} needs its database driver{cause}: pip install "
+                              "'psycopg[binary]' (postgresql://; or psycopg2-binary with postgresql+psycopg2://) or "
+                              "PyMySQL (mysql+pymysql://...); SQLite needs none") from None
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+        except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError) as e:
+            raise ConfigError(f"cannot open the storage {hidden(url)} ({str(e).splitlines()[0]}); give a SQLAlchemy URL "
+                              "such as sqlite:///path/study.db or postgresql://user:password@host/database") from None
 
 
 def _check_spec(study, sweep: Sweep, url: str) -> None:
@@ -553,6 +562,18 @@ def grid_reason(sweep: Sweep, spent: list, running: list) -> str | None:
     return None
 
 
+def grid_twin(study, number: int, params: dict) -> int | None:
+    """Another trial with these parameters that keeps the point: finished, or running with a lower number. Optuna's
+    grid sampler hands out a running point when no point is left, and two workers asking at the same moment can draw
+    one point; on one results folder the run's claim stops the second, across machines this does."""
+    from optuna.trial import TrialState
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.number != number and t.params == params and (t.state != TrialState.RUNNING or t.number < number):
+            return t.number
+    return None
+
+
 @contextlib.contextmanager
 def heartbeat(rdb, trial_id: int):
     """Record the trial's heartbeat every HEARTBEAT_S while it runs (what Optuna's ``optimize`` does for itself)."""
@@ -583,6 +604,12 @@ def run_trial(sweep: Sweep, study, rdb, log: Callable) -> None:
     trial = study.ask()
     with heartbeat(rdb, trial._trial_id):
         params = {p.key: p.suggest(trial) for p in sweep.params}
+        twin = grid_twin(study, trial.number, params) if sweep.method == "grid" else None
+        if twin is not None:
+            trial.set_user_attr("error", f"duplicate of trial {twin}: not run (two workers drew the grid's last point)")
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            log(f"[trial {trial.number}] its point is trial {twin}'s: not run")
+            return
         rid = run_id(params)
         path = paths.results_dir("runs", "sweep", sweep.name, f"{rid}.json")
         shown = " ".join(f"{k}={_show(v)}" for k, v in params.items())

@@ -337,3 +337,21 @@ def test_a_bad_storage_url_is_one_clear_line_without_its_password(configs_copy):
         with pytest.raises(ConfigError, match=why) as e:
             run_sweep("store", storage=url)
         assert "s3cret" not in str(e.value)
+
+
+def test_a_grid_point_drawn_twice_is_kept_by_the_lower_trial_only():
+    """Optuna's grid sampler hands out a running point when no point is left: the later of two trials on one point
+    yields (across machines no run claim would stop it), the earlier keeps it, and a finished trial keeps it too."""
+    from genbench.sweeps import grid_twin
+
+    study = optuna.create_study()
+    params = {"model.components": 10}
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    first, second = study.ask(), study.ask()
+    for t in (first, second):
+        t.suggest_categorical("model.components", [5, 10])
+    assert first.params == second.params == params
+    assert grid_twin(study, second.number, params) == first.number and grid_twin(study, first.number, params) is None
+    study.tell(first, 1.0)
+    assert grid_twin(study, second.number, params) == first.number
