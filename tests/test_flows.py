@@ -14,7 +14,6 @@ from genbench.models.flows import NICE, RealNVP
 from genbench.nn import flows as fl
 
 
-
 def perturbed(module: torch.nn.Module, std: float = 0.3, seed: int = 0) -> torch.nn.Module:
     """Double precision, with every parameter moved off its (identity-at-start) initialization."""
     gen = torch.Generator().manual_seed(seed)
