@@ -45,7 +45,6 @@ def test_two_workers_split_the_runs_and_render_the_sequential_table(launcher, fo
     assert len(records) == 4 and all(r["status"] == "finished" for r in records)
     assert {r["pid"] for r in records} != {os.getpid()}  # trained by the workers, not the launching process
     assert len(list((home / "models" / "trained").iterdir())) == 4  # each run trained once
-    assert len({r["pid"] for r in records}) == 2  # both workers took a share
     assert any(f"2 {launcher} workers" in line for line in logged)
     assert main(["table", "four", "--launcher", launcher, "--workers", "2"]) == 0  # the CLI path: all done before
 
