@@ -90,7 +90,7 @@ class IndexPartition(nn.Module):
         return x[:, self.parity::2], x[:, 1 - self.parity::2]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for old in ("idx1", "idx2", "order"):  # index buffers of checkpoints written before 2026-12-02
+        for old in ("idx1", "idx2", "order"):  # index buffers of checkpoints from before the strided split
             state_dict.pop(prefix + old, None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
