@@ -67,13 +67,25 @@ def benchmark_ais(V: int = 784, H: int = 500, runs: int = 100, betas=None, plain
 # --------------------------------------------------------------------------- RBM training (PCD-1)
 
 
-def lightning_epoch_seconds(model, x: torch.Tensor, batch_size: int) -> float:
-    """One epoch of ``model`` over ``x`` through the Lightning Trainer, shuffled batches as the data modules hand
-    them out; the epoch alone is timed (not the Trainer's set-up)."""
+def fit_timed(model, x: torch.Tensor, batch_size: int, timer, logger=False, **limits) -> None:
+    """``Trainer.fit`` of ``model`` on ``x`` in shuffled batches as the data modules hand them out, on the CPU, with
+    the callback ``timer`` and the Trainer's ``limits`` (max_epochs, max_steps)."""
     import lightning as L
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
     from .data.base import _IndexedSplit
+
+    ds = _IndexedSplit(x, None)
+    loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
+    L.Trainer(logger=logger, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+              num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu", devices=1, log_every_n_steps=50,
+              **limits).fit(model, train_dataloaders=loader)
+
+
+def lightning_epoch_seconds(model, x: torch.Tensor, batch_size: int) -> float:
+    """One epoch of ``model`` over ``x`` through the Lightning Trainer; the epoch alone is timed (not the Trainer's
+    set-up)."""
+    import lightning as L
 
     class EpochTimer(L.Callback):
         def on_train_epoch_start(self, trainer, pl_module):
@@ -82,13 +94,8 @@ def lightning_epoch_seconds(model, x: torch.Tensor, batch_size: int) -> float:
         def on_train_epoch_end(self, trainer, pl_module):
             self.seconds = time.perf_counter() - self.t0
 
-    ds = _IndexedSplit(x, None)
-    loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
     timer = EpochTimer()
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu",
-                        devices=1, log_every_n_steps=50)
-    trainer.fit(model, train_dataloaders=loader)
+    fit_timed(model, x, batch_size, timer, max_epochs=1)
     return timer.seconds
 
 

@@ -83,9 +83,8 @@ def lightning_step_seconds(model, data: torch.Tensor, batch_size: int, steps: in
     logging (a CSV logger, ``log_every_n_steps`` 50, as ``configs/trainer/default.yaml``)."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-    from .data.base import _IndexedSplit
+    from .bench_rbm import fit_timed
 
     class Stamps(L.Callback):
         def __init__(self):
@@ -94,14 +93,9 @@ def lightning_step_seconds(model, data: torch.Tensor, batch_size: int, steps: in
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             self.t.append(time.perf_counter())
 
-    ds = _IndexedSplit(data, None)
-    loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
     stamps = Stamps()
     with tempfile.TemporaryDirectory() as logs:
-        trainer = L.Trainer(max_steps=warmup + steps + 1, logger=CSVLogger(logs), enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                            callbacks=[stamps], accelerator="cpu", devices=1, log_every_n_steps=50)
-        trainer.fit(model, train_dataloaders=loader)
+        fit_timed(model, data, batch_size, stamps, logger=CSVLogger(logs), max_steps=warmup + steps + 1)
     gaps = [b - a for a, b in zip(stamps.t, stamps.t[1:])][warmup:]
     return statistics.median(gaps)
 
@@ -124,7 +118,7 @@ def _rbm(x):
     from .models.rbm import RBM
 
     model = RBM(_info(x), hidden=500, k=1, persistent=True, n_chains=100, lr=0.01)
-    opt = model.configure_optimizers()
+    opt = optimizer_of(model)
     return model, lambda b, i: model.fit_batch(b, opt), 100
 
 
@@ -144,16 +138,21 @@ def _realnvp(batch_norm: bool):
 
         model = RealNVP(_gmm_info(x), architecture="mlp", couplings=8, hidden=64, layers=2, weight_norm=False,
                         batch_norm=batch_norm, lr=3e-3)
-        return model, flow_update(model), 500
+        return model, autograd_update(lambda b: model.training_loss(b)[0], optimizer_of(model)), 500
     return make
 
 
-def flow_update(model) -> Callable[[torch.Tensor, int], None]:
-    """The flow's training step as Lightning's automatic optimization takes it: loss, zero_grad, backward, step."""
+def optimizer_of(model) -> torch.optim.Optimizer:
+    """The optimizer a model's ``configure_optimizers`` gives (without its learning-rate schedule)."""
     opt = model.configure_optimizers()
+    return opt["optimizer"] if isinstance(opt, dict) else opt
 
+
+def autograd_update(loss_of: Callable[[torch.Tensor], torch.Tensor],
+                    opt: torch.optim.Optimizer) -> Callable[[torch.Tensor, int], None]:
+    """A training step as Lightning's automatic optimization takes it: loss, zero_grad, backward, step."""
     def update(batch, i):
-        loss, _ = model.training_loss(batch)
+        loss = loss_of(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -164,15 +163,7 @@ def _vae(x):
     from .bench_vae import _burda_model
 
     model = _burda_model(x, k=1)
-    opt = model.configure_optimizers()
-    opt = opt["optimizer"] if isinstance(opt, dict) else opt
-
-    def update(batch, i):
-        loss = -model.bound(batch, model.k).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return model, update, 20
+    return model, autograd_update(lambda b: -model.bound(b, model.k).sum(), optimizer_of(model)), 20
 
 
 def _made(x):
@@ -180,15 +171,7 @@ def _made(x):
     from .models.autoregressive import MADE
 
     model = MADE(_info(x), hidden=[500], masks=1, optimizer="adam", lr=3e-3)
-    opt = model.configure_optimizers()
-    opt = opt["optimizer"] if isinstance(opt, dict) else opt
-
-    def update(batch, i):
-        loss = -model.training_log_prob(batch).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return model, update, 100
+    return model, autograd_update(lambda b: -model.training_log_prob(b).mean(), optimizer_of(model)), 100
 
 
 def _gmm_info(x):
@@ -298,10 +281,7 @@ def peer_flows(batch_norm: bool) -> dict:
                    nf.flows.Permute(2, mode="swap")]
     n = nf.NormalizingFlow(nf.distributions.DiagGaussian(2, trainable=False), layers)
 
-    def ours_sample(k):
-        return ours.sample(k)
-
-    return {"genbench": (ours, lambda b: ours.training_loss(b)[0], ours.log_prob, ours_sample),
+    return {"genbench": (ours, lambda b: ours.training_loss(b)[0], ours.log_prob, ours.sample),
             "zuko": (z, lambda b: -z().log_prob(b).mean(), lambda b: z().log_prob(b), lambda k: z().sample((k,))),
             "normflows": (n, lambda b: n.forward_kld(b), n.log_prob, lambda k: n.sample(k)[0])}
 
@@ -321,15 +301,8 @@ def benchmark_peers(steps: int = 300, warmup: int = 30, rounds: int = 3, points:
         flows = peer_flows(batch_norm)
         rows = {}
         for name, (module, loss_of, log_prob, sample) in flows.items():
-            opt = (module.configure_optimizers() if name == "genbench"
-                   else torch.optim.Adam(module.parameters(), lr=3e-3))
-
-            def update(b, i, loss_of=loss_of, opt=opt):
-                loss = loss_of(b)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
+            opt = optimizer_of(module) if name == "genbench" else torch.optim.Adam(module.parameters(), lr=3e-3)
+            update = autograd_update(loss_of, opt)
             times = {"step_s": [], "log_prob_s": [], "sample_s": []}
             for _ in range(rounds):
                 times["step_s"].append(bare_step_seconds(update, batches, steps, warmup))

@@ -43,7 +43,8 @@ def launch_table(name: str, scale: str, launcher: str = "local", workers: int = 
 def submitit_workers(launcher: str, name: str, scale: str, workers: int, picked: dict[str, Any], log):
     """Run the workers as submitit jobs; yields (job id, error) of each failed one."""
     executor = executor_for(launcher, name, scale)
-    jobs = [executor.submit(table_worker, name, scale, str(paths.home().resolve()), threads(launcher, workers), picked)
+    jobs = [executor.submit(table_worker, name, scale, str(paths.home().resolve()),
+                            local_threads(workers) if launcher == "submitit_local" else None, picked)
             for _ in range(workers)]
     log(f"{name} ({scale}): {workers} {launcher} workers, jobs {', '.join(j.job_id for j in jobs)}; logs in {executor.folder}")
     for job in jobs:
@@ -60,7 +61,7 @@ def ray_workers(launcher: str, name: str, scale: str, workers: int, picked: dict
 
     settings = launcher_settings("ray")
     address = settings.pop("address", None)
-    cpus = settings.pop("num_cpus", None) or (threads("submitit_local", workers) if address is None else 1)
+    cpus = settings.pop("num_cpus", None) or (local_threads(workers) if address is None else 1)
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, num_cpus=os.cpu_count() if address is None else None, include_dashboard=False,
@@ -90,9 +91,10 @@ def table_worker(name: str, scale: str, home: str, threads: int | None, picked: 
     run_table(name, scale, render=False, **picked)
 
 
-def threads(launcher: str, workers: int) -> int | None:
-    """Torch threads per local worker: the cores shared out (workers with all cores each slow each other many-fold)."""
-    return max(1, (os.cpu_count() or 1) // workers) if launcher == "submitit_local" else None
+def local_threads(workers: int) -> int:
+    """Torch threads per worker on this machine: the cores shared out (workers with all cores each slow each other
+    many-fold)."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def launcher_settings(launcher: str) -> dict[str, Any]:

@@ -657,7 +657,7 @@ def run_params(sweep: Sweep, trial, params: dict, path: Path, rid: str, shown: s
         record = old
     else:  # a pruned run is trained on: this study's pruner decides again (the training resumes from its last epoch)
         log(f"[trial {trial.number}] {shown}: running (run {rid})")
-        pruning = Pruning(trial, sweep.monitor) if sweep.early_terminate else None
+        pruning = pruning_callback(trial, sweep.monitor) if sweep.early_terminate else None
         record = train_and_evaluate(config, path, rid, table=f"sweep/{sweep.name}", callbacks=[pruning] if pruning else [])
         if pruning and not pruning.reported:
             trial.set_user_attr("pruning", f"the run logged no {sweep.monitor}: nothing to prune on")
@@ -673,7 +673,7 @@ def run_params(sweep: Sweep, trial, params: dict, path: Path, rid: str, shown: s
     return state, value, error
 
 
-def Pruning(trial, monitor: str):
+def pruning_callback(trial, monitor: str):
     """A Lightning callback reporting ``monitor`` to the trial after every validation (step = epochs done) and
     stopping the run (:class:`genbench.runs.RunPruned`) when the study's pruner says so."""
     import lightning as L

@@ -34,16 +34,8 @@ from ..data.base import DataInfo
 from ..errors import ConfigError
 from ..nn.bernoulli import base_rates, bernoulli
 from ..nn.flows import evaluating
-from ..nn.masked import (
-    BernoulliPixels,
-    CategoricalPixels,
-    LogisticMixturePixels,
-    MaskedMLP,
-    PixelCNNNet,
-    input_degrees,
-    made_degrees,
-    made_masks,
-)
+from ..nn.masked import (BernoulliPixels, CategoricalPixels, LogisticMixturePixels, MaskedMLP, PixelCNNNet,
+                         input_degrees, made_degrees, made_masks)
 from ..nn.nade import nade_logits
 from ..nn.vae import BernoulliObservation
 from .epoch_means import EpochMeans

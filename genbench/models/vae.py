@@ -38,15 +38,8 @@ from torch import nn
 from ..data.base import DataInfo
 from ..errors import ConfigError, GenbenchError
 from ..nn.flows import evaluating
-from ..nn.vae import (
-    Conditional,
-    flushing_denormals,
-    glorot_uniform_,
-    normal_log_prob,
-    observation_model,
-    set_flush_denormals,
-    standard_normal_log_prob,
-)
+from ..nn.vae import (Conditional, flushing_denormals, glorot_uniform_, normal_log_prob, observation_model,
+                      set_flush_denormals, standard_normal_log_prob)
 from .epoch_means import EpochMeans
 
 OBJECTIVES = ("iwae", "vae")
@@ -78,7 +71,7 @@ class VAE(EpochMeans, L.LightningModule):
     eval_rows = 8_192
     """Rows (examples × samples) per network pass when scoring: bounds memory for k = 5,000 (Burda: 100,000). Fewer
     rows are faster on a CPU while the activations stay in cache and the allocator reuses them: measured
-    2026-12-02, L_5000 of Burda's 784-200-200-50 model 1.7× faster than with 20,000 rows (32 MB intermediates, mapped
+    2026-12-01, L_5000 of Burda's 784-200-200-50 model 1.7× faster than with 20,000 rows (32 MB intermediates, mapped
     afresh on every pass), the 2D mode-coverage VAE (4 × 400) 1.2×; the value does not depend on it."""
     noise_limit = 1 << 24
     """Noise numbers drawn at once when scoring: how many examples share one draw (and then one chunking)."""
