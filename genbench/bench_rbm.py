@@ -71,12 +71,11 @@ def fit_timed(model, x: torch.Tensor, batch_size: int, timer, logger=False, **li
     """``Trainer.fit`` of ``model`` on ``x`` in shuffled batches as the data modules hand them out, on the CPU, with
     the callback ``timer`` and the Trainer's ``limits`` (max_epochs, max_steps)."""
     import lightning as L
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+    from torch.utils.data import DataLoader
 
-    from .data.base import _IndexedSplit
+    from .data.base import _IndexedSplit, _ShuffledBatches
 
-    ds = _IndexedSplit(x, None)
-    loader = DataLoader(ds, sampler=BatchSampler(RandomSampler(ds), batch_size, drop_last=False), batch_size=None)
+    loader = DataLoader(_IndexedSplit(x, None), sampler=_ShuffledBatches(len(x), batch_size), batch_size=None)
     L.Trainer(logger=logger, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
               num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu", devices=1, log_every_n_steps=50,
               **limits).fit(model, train_dataloaders=loader)

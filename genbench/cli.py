@@ -182,7 +182,8 @@ def cmd_table(args: list[str]) -> int:
     p.add_argument("--seeds", default=None, type=_seed_list, help="run only these seeds, e.g. 0 or 0,1")
     p.add_argument("--overwrite", action="store_true",
                    help="write this render even if the one on disk for this scale has more finished runs")
-    p.add_argument("--launcher", default="local", help="local (this process), submitit_local (worker processes), "
+    p.add_argument("--launcher", default="local", help="local (this process, or N processes forked from it), "
+                                                       "submitit_local (N worker processes started by submitit), "
                                                        "slurm (SLURM jobs) or ray (Ray tasks, local or on a cluster); "
                                                        "settings in configs/launcher/")
     p.add_argument("--workers", type=_positive, default=1, help="worker jobs of the launcher; the runs' claims split "
@@ -204,10 +205,7 @@ def _run_table(name, scale, extra_rows=None, output_name=None, launcher="local",
     from .tables import run_table
 
     try:
-        if launcher == "local" and workers > 1:
-            raise CLIError("--workers needs a launcher that starts them: --launcher submitit_local (processes on this "
-                           "machine), --launcher slurm or --launcher ray (settings in configs/launcher/)")
-        if launcher != "local":
+        if launcher != "local" or workers > 1:
             written = launch_table(name, scale, launcher, workers, **kw)
         else:
             written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name, **kw)

@@ -69,11 +69,14 @@ def test_the_report_states_step_peer_and_parallel_ratios_with_their_goals(tmp_pa
               "flow_peers": {"points": 100000, "variants": {"no_batch_norm": {"genbench": ours, "zuko": peer,
                                                                                "normflows": peer}}},
               "parallel_table": {"table": "mode-coverage-2d", "workers": 2, "sequential_s": 36.0, "parallel_s": 20.0,
-                                 "speedup": 1.8, "same_numbers": True}}
+                                 "submitit_s": 30.0, "speedup": 1.8, "submitit_speedup": 1.2, "same_numbers": True,
+                                 "rounds": 2}}
     text = markdown(result)
     assert "| GAN 2D toy | 890,003 | 0.930 | 8.60 | 8.10 | 3.10 | **1.06** | 2.60 | 300 |" in text
     assert "| no batch norm | zuko | 35,344 | 4.00 | 0.200 | 0.300 | **0.90** | **0.90** | **0.90** |" in text
-    assert "**1.80×** faster (goal ≥ 1.6); the two renders' numbers are identical" in text
+    assert "forked by the `local` launcher: 20.0 s, **1.80×** faster (goal ≥ 1.6)" in text
+    assert "`submitit_local` jobs (each a new interpreter, 4–5 s of imports): 30.0 s, 1.20×" in text
+    assert "The renders' numbers are identical" in text
     assert "0.37 ms with automatic optimization" in text and "0.20 ms with manual optimization" in text
     ratios_figure(result, tmp_path / "ratios.png")
     assert (tmp_path / "ratios.png").stat().st_size > 10_000

@@ -91,3 +91,20 @@ def test_two_moons():
     dm = build_datamodule({"name": "two_moons", "train_size": 1000, "val_size": 0, "test_size": 200})
     assert dm.info.space.kind == "continuous" and dm.split("train").shape == (1000, 2)
     assert dm.info.mixture is None
+
+
+@pytest.mark.parametrize("n, batch", [(1000, 100), (1003, 100), (7, 3)])
+def test_training_batches_are_torchs_shuffled_batches_drawn_the_same_way(n, batch):
+    """The training loader's index batches equal BatchSampler(RandomSampler) ones, epoch after epoch, and leave torch's
+    RNG where it leaves it: runs recorded before the faster sampler replay their data order exactly."""
+    from torch.utils.data import BatchSampler, RandomSampler
+
+    from genbench.data.base import _ShuffledBatches
+
+    torch.manual_seed(5)
+    torchs = [list(b) for _ in range(3) for b in BatchSampler(RandomSampler(range(n)), batch, drop_last=False)]
+    after = torch.rand(1)
+    torch.manual_seed(5)
+    ours = [b.tolist() for _ in range(3) for b in _ShuffledBatches(n, batch)]
+    assert ours == torchs and torch.equal(torch.rand(1), after)
+    assert len(_ShuffledBatches(n, batch)) == math.ceil(n / batch)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 from ..errors import ConfigError, DataError
 from ..nn.bernoulli import bernoulli
@@ -106,6 +106,22 @@ class _IndexedSplit(Dataset):
         return self.transform(x) if self.transform is not None else x
 
 
+class _ShuffledBatches(Sampler):
+    """Batches of a fresh random permutation each epoch, as index tensors: the batches of ``BatchSampler(
+    RandomSampler(data), batch_size)`` exactly (the same draw from torch's RNG seeds the same permutation), without
+    building each batch from Python ints (a tenth of a millisecond per step, a few % of a small model's update)."""
+
+    def __init__(self, n: int, batch_size: int):
+        self.n, self.batch_size = n, batch_size
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        yield from torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).split(self.batch_size)
+
+
 class TensorDataModule(L.LightningDataModule):
     """Base class: subclasses implement :meth:`load` (returns the split tensors).
 
@@ -178,9 +194,12 @@ class TensorDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool, batch_size: int, transform=None) -> DataLoader:
         ds = _IndexedSplit(self.split(name), transform)
-        base = RandomSampler(ds) if shuffle else SequentialSampler(ds)
         if shuffle and world_size() > 1:  # several devices: disjoint shards of one shuffle (the data seed's; Lightning
             base = DistributedSampler(ds, shuffle=True, seed=self.seed)  # sets its epoch)
+        elif shuffle:
+            return DataLoader(ds, sampler=_ShuffledBatches(len(ds), batch_size), batch_size=None, num_workers=0)
+        else:
+            base = SequentialSampler(ds)
         sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 
