@@ -182,7 +182,7 @@ def cmd_table(args: list[str]) -> int:
     p.add_argument("--seeds", default=None, type=_seed_list, help="run only these seeds, e.g. 0 or 0,1")
     p.add_argument("--overwrite", action="store_true",
                    help="write this render even if the one on disk for this scale has more finished runs")
-    p.add_argument("--launcher", default="local", help="local (this process, or N processes forked from it), "
+    p.add_argument("--launcher", default="local", help="local (this process, or N single-thread processes forked from it), "
                                                        "submitit_local (N worker processes started by submitit), "
                                                        "slurm (SLURM jobs) or ray (Ray tasks, local or on a cluster); "
                                                        "settings in configs/launcher/")

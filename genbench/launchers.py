@@ -1,8 +1,8 @@
 """A table over several processes or machines: ``genbench table NAME --launcher local|submitit_local|slurm|ray
 --workers N``.
 
-``local`` forks N worker processes from the launching one (this machine; they start at once, without a new
-interpreter's 4-5 s of imports); submitit starts N worker jobs (local processes, or SLURM jobs with the resources of ``configs/launcher/NAME.yaml``);
+``local`` forks N single-thread worker processes from the launching one (this machine; they start at once, without
+a new interpreter's 4-5 s of imports); submitit starts N worker jobs (local processes, or SLURM jobs with the resources of ``configs/launcher/NAME.yaml``);
 Ray starts N worker tasks (on a local Ray instance, or on the cluster ``configs/launcher/ray.yaml`` names).
 Each worker runs the table's missing runs; the runs' claims (one lock per run, :func:`genbench.runs.claim_run`)
 split them between the workers, so no run is trained twice, and a run whose worker died is left unfinished for the
@@ -43,17 +43,20 @@ def launch_table(name: str, scale: str, launcher: str = "local", workers: int = 
 
 
 def forked_workers(launcher: str, name: str, scale: str, workers: int, picked: dict[str, Any], log):
-    """Run the workers as processes forked from this one, each with its share of the cores; yields (pid, error) of
-    each that failed (its traceback is on stderr)."""
+    """Run the workers as processes forked from this one; yields (pid, error) of each that failed (its traceback is
+    on stderr). One torch thread each, as PyTorch's own forked data-loader workers: the OpenMP thread pool of a
+    process that has multiplied in parallel does not survive a fork, and a forked child that starts a parallel
+    region hangs (measured here). Many small runs use the cores best one per core anyway; multi-thread workers are
+    submitit_local's (new interpreters)."""
     import multiprocessing
 
     fork = multiprocessing.get_context("fork")
     procs = [fork.Process(target=table_worker, name=f"genbench-worker-{i}",
-                          args=(name, scale, str(paths.home().resolve()), local_threads(workers), picked))
-             for i in range(workers)]
+                          args=(name, scale, str(paths.home().resolve()), 1, picked)) for i in range(workers)]
     for proc in procs:
         proc.start()
-    log(f"{name} ({scale}): {workers} local workers, processes {', '.join(str(p.pid) for p in procs)}")
+    log(f"{name} ({scale}): {workers} local workers of one thread each, processes "
+        f"{', '.join(str(p.pid) for p in procs)}")
     for proc in procs:
         proc.join()
         if proc.exitcode:

@@ -54,3 +54,12 @@ def test_launcher_choices_are_checked_before_anything_runs(four_runs, genbench_h
         launch_table("four", "smoke", "kubernetes", 2)
     with pytest.raises(ConfigError, match="slurm_partition"):
         launch_table("four", "smoke", "slurm", 2)
+
+
+def test_forked_workers_that_die_are_reported_and_the_table_still_renders(four_runs, genbench_home, monkeypatch):
+    monkeypatch.setattr("genbench.launchers.table_worker", lambda *args: os._exit(3))  # the forked child inherits it
+    logged = []
+    render = launch_table("four", "smoke", "local", 2, log=logged.append)
+    assert sum("failed: exit code 3" in line for line in logged) == 2
+    assert not list((genbench_home / "results" / "runs" / "four" / "smoke").glob("*.json"))
+    assert render is not None
