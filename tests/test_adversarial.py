@@ -311,3 +311,16 @@ def test_paper_image_configs_train_sample_and_feed_the_svm_probe(experiment, fea
     (result,) = svm_error(model, dm, **settings)
     assert result.metric == "error_pct" and 0 <= result.value <= 100
     assert result.settings["feature_dim"] == feature_dim and result.settings["n_validation"] == 30
+
+
+@pytest.mark.parametrize("shape, dim", [((7, 5, 11), 1), ((3, 4, 2, 5, 5), 2)])
+def test_max_over_has_amaxs_value_and_gradient(shape, dim):
+    """The maxout max (fully connected and convolutional layouts): amax's forward, and its backward without ties."""
+    from genbench.nn.blocks import max_over
+
+    v = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(v.amax(dim).shape, dtype=torch.float64)
+    ours, = torch.autograd.grad(max_over(v, dim), v, g)
+    ref, = torch.autograd.grad(v.amax(dim), v, g)
+    assert torch.equal(max_over(v, dim), v.amax(dim)) and torch.equal(ours, ref)
+    assert torch.count_nonzero(ours) == g.numel()  # one piece per unit gets the gradient
