@@ -286,10 +286,11 @@ def peer_flows(batch_norm: bool) -> dict:
             "normflows": (n, lambda b: n.forward_kld(b), n.log_prob, lambda k: n.sample(k)[0])}
 
 
-def benchmark_peers(steps: int = 300, warmup: int = 30, rounds: int = 3, points: int = 100_000, seed: int = 0) -> dict:
+def benchmark_peers(steps: int = 300, warmup: int = 30, rounds: int = 5, points: int = 100_000, seed: int = 0) -> dict:
     """(k): per implementation, the median training step (batch 500, Adam: genbench's own, fused; the peers'
     ``torch.optim.Adam`` with its defaults, as their documentation trains), and log_prob and sampling of
-    ``points`` points in evaluation mode without gradients; with and without genbench's batch norm."""
+    ``points`` points in evaluation mode without gradients; with and without genbench's batch norm. The three
+    implementations take turns within each round, so a slow spell of a shared machine cannot fall on one alone."""
     from .nn.flows import evaluating
 
     x = _gmm()
@@ -299,22 +300,22 @@ def benchmark_peers(steps: int = 300, warmup: int = 30, rounds: int = 3, points:
     for batch_norm in (True, False):
         torch.manual_seed(seed)
         flows = peer_flows(batch_norm)
-        rows = {}
-        for name, (module, loss_of, log_prob, sample) in flows.items():
-            opt = optimizer_of(module) if name == "genbench" else torch.optim.Adam(module.parameters(), lr=3e-3)
-            update = autograd_update(loss_of, opt)
-            times = {"step_s": [], "log_prob_s": [], "sample_s": []}
-            for _ in range(rounds):
-                times["step_s"].append(bare_step_seconds(update, batches, steps, warmup))
+        updates = {name: autograd_update(loss_of, optimizer_of(module) if name == "genbench"
+                                         else torch.optim.Adam(module.parameters(), lr=3e-3))
+                   for name, (module, loss_of, _, _) in flows.items()}
+        times = {name: {"step_s": [], "log_prob_s": [], "sample_s": []} for name in flows}
+        for _ in range(rounds):
+            for name, (module, _, log_prob, sample) in flows.items():
+                times[name]["step_s"].append(bare_step_seconds(updates[name], batches, steps, warmup))
                 with evaluating(module), torch.no_grad():
                     t0 = time.perf_counter()
                     log_prob(x[:points])
-                    times["log_prob_s"].append(time.perf_counter() - t0)
+                    times[name]["log_prob_s"].append(time.perf_counter() - t0)
                     t0 = time.perf_counter()
                     sample(points)
-                    times["sample_s"].append(time.perf_counter() - t0)
-            rows[name] = {"parameters": sum(p.numel() for p in module.parameters()), "all_times_s": times,
-                          **{k: min(v) for k, v in times.items()}}
+                    times[name]["sample_s"].append(time.perf_counter() - t0)
+        rows = {name: {"parameters": sum(p.numel() for p in flows[name][0].parameters()), "all_times_s": t,
+                       **{k: min(v) for k, v in t.items()}} for name, t in times.items()}
         for name in ("zuko", "normflows"):
             for k in ("step_s", "log_prob_s", "sample_s"):
                 rows["genbench"][f"{k[:-2]}_over_{name}"] = rows["genbench"][k] / rows[name][k]
