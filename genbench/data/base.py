@@ -194,12 +194,10 @@ class TensorDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool, batch_size: int, transform=None) -> DataLoader:
         ds = _IndexedSplit(self.split(name), transform)
-        if shuffle and world_size() > 1:  # several devices: disjoint shards of one shuffle (the data seed's; Lightning
-            base = DistributedSampler(ds, shuffle=True, seed=self.seed)  # sets its epoch)
-        elif shuffle:
+        if shuffle and world_size() == 1:
             return DataLoader(ds, sampler=_ShuffledBatches(len(ds), batch_size), batch_size=None, num_workers=0)
-        else:
-            base = SequentialSampler(ds)
+        # several devices: disjoint shards of one shuffle (the data seed's; Lightning sets its epoch)
+        base = DistributedSampler(ds, shuffle=True, seed=self.seed) if shuffle else SequentialSampler(ds)
         sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 

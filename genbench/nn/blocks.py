@@ -67,7 +67,7 @@ class _MaxOver(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         v, out = ctx.saved_tensors
-        # the comparison written straight into floats: 5x faster on CPU than a bool mask converted afterwards
+        # the comparison written straight into floats: 3x faster on a CPU than a bool mask converted afterwards
         return torch.eq(v, out.unsqueeze(ctx.dim), out=torch.empty_like(v)).mul_(grad.unsqueeze(ctx.dim)), None
 
 
