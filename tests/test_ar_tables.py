@@ -68,6 +68,7 @@ def test_ar_mnist_smoke_nade_trains_and_is_scored_exactly(configs_copy, larochel
     assert published_beside(frame, NADE) == {"ar-mnist-nade-lm11": (88.86, "S"), "ar-mnist-nade-uria16": (88.33, "S")}
 
 
+@pytest.mark.slow  # ~35 s; the ensemble is tested by enumeration in test_autoregressive
 def test_ar_mnist_smoke_made_scores_its_32_mask_ensemble(configs_copy, larochelle):
     rec, _, frame = smoke_row(configs_copy, MADE32)
     model = rec["config"]["model"]

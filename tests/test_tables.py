@@ -181,6 +181,7 @@ def test_compare_ranks_a_new_model_among_the_baselines(tiny_table):
 
 
 @pytest.mark.mnist
+@pytest.mark.slow  # ~35 s on real MNIST; MoB and independent pixels have their own tests (test_baselines.py)
 def test_binary_baselines_on_real_mnist(mnist_root):
     written = tables.run_table("binary-baselines", "smoke", log=lambda *_: None)
     frame = pd.read_csv(written["csv"])
