@@ -71,14 +71,12 @@ def fit_timed(model, x: torch.Tensor, batch_size: int, timer, logger=False, **li
     """``Trainer.fit`` of ``model`` on ``x`` in shuffled batches as the data modules hand them out, on the CPU, with
     the callback ``timer`` and the Trainer's ``limits`` (max_epochs, max_steps)."""
     import lightning as L
-    from torch.utils.data import DataLoader
 
-    from .data.base import _IndexedSplit, _ShuffledBatches
+    from .data.base import shuffled_loader
 
-    loader = DataLoader(_IndexedSplit(x, None), sampler=_ShuffledBatches(len(x), batch_size), batch_size=None)
     L.Trainer(logger=logger, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
               num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu", devices=1, log_every_n_steps=50,
-              **limits).fit(model, train_dataloaders=loader)
+              **limits).fit(model, train_dataloaders=shuffled_loader(x, batch_size))
 
 
 def lightning_epoch_seconds(model, x: torch.Tensor, batch_size: int) -> float:

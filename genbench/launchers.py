@@ -3,7 +3,8 @@
 
 ``local`` forks N single-thread worker processes from the launching one (this machine; they start at once, without
 a new interpreter's 4-5 s of imports); submitit starts N worker jobs (local processes, or SLURM jobs with the
-resources of ``configs/launcher/NAME.yaml``); Ray starts N worker tasks (on a local Ray instance, or on the cluster ``configs/launcher/ray.yaml`` names).
+resources of ``configs/launcher/NAME.yaml``); Ray starts N worker tasks (on a local Ray instance, or on the cluster
+``configs/launcher/ray.yaml`` names).
 Each worker runs the table's missing runs; the runs' claims (one lock per run, :func:`genbench.runs.claim_run`)
 split them between the workers, so no run is trained twice, and a run whose worker died is left unfinished for the
 next launch (its training resumes from its last epoch). The table renders in the launching process once every

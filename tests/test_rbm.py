@@ -148,6 +148,23 @@ def test_bernoulli_draws_are_uniforms_below_p():
     assert bernoulli(p, u, out=out) is out and torch.equal(out, x)
 
 
+def test_fast_uniforms_are_the_documented_cut_of_pcg64dxsm_words_and_resume_from_their_state():
+    """float32 on a CPU: the low 24 bits of each 32-bit half of PCG64DXSM's 64-bit words, times 2⁻²⁴ (the stream
+    every recorded RBM run and AIS estimate drew: a faster fill must keep it), continued exactly from a saved state."""
+    import numpy as np
+
+    from genbench.nn.uniforms import Uniforms
+
+    u = Uniforms(torch.Generator().manual_seed(3), torch.float32, torch.device("cpu"))
+    words = np.random.PCG64DXSM()
+    words.state = u.state()
+    out = u.fill(torch.empty(7, 3))  # an odd count: the last word's upper half is not used
+    halves = np.frombuffer(words.random_raw(11).tobytes(), dtype=np.uint32)[:21]
+    assert torch.equal(out.flatten(), torch.from_numpy(((halves & 0xFFFFFF) * 2.0**-24).astype(np.float32)))
+    resumed = Uniforms(None, torch.float32, torch.device("cpu"), state=u.state())
+    assert torch.equal(resumed.fill(torch.empty(5)), u.fill(torch.empty(5)))
+
+
 def test_the_rbm_starts_at_the_clamped_base_rates():
     """Never-on and always-on pixels get base rates 1e-3 and 1 − 1e-3 (finite visible biases ∓6.9)."""
     info = DataInfo("t", "t", DataSpace("binary", (3,)), {}, "x", train_mean=torch.tensor([0.0, 0.25, 1.0]))

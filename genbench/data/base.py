@@ -122,6 +122,12 @@ class _ShuffledBatches(Sampler):
         yield from torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).split(self.batch_size)
 
 
+def shuffled_loader(data: torch.Tensor, batch_size: int, transform=None) -> DataLoader:
+    """The training loader on one device: reshuffled batches of ``data`` each epoch, ``transform`` applied to each."""
+    return DataLoader(_IndexedSplit(data, transform), sampler=_ShuffledBatches(len(data), batch_size), batch_size=None,
+                      num_workers=0)
+
+
 class TensorDataModule(L.LightningDataModule):
     """Base class: subclasses implement :meth:`load` (returns the split tensors).
 
@@ -193,11 +199,13 @@ class TensorDataModule(L.LightningDataModule):
         return self.split_labels.get(name)
 
     def _loader(self, name: str, shuffle: bool, batch_size: int, transform=None) -> DataLoader:
-        ds = _IndexedSplit(self.split(name), transform)
         if shuffle and world_size() == 1:
-            return DataLoader(ds, sampler=_ShuffledBatches(len(ds), batch_size), batch_size=None, num_workers=0)
-        # several devices: disjoint shards of one shuffle (the data seed's; Lightning sets its epoch)
-        base = DistributedSampler(ds, shuffle=True, seed=self.seed) if shuffle else SequentialSampler(ds)
+            return shuffled_loader(self.split(name), batch_size, transform)
+        ds = _IndexedSplit(self.split(name), transform)
+        if shuffle:  # several devices: disjoint shards of one shuffle (the data seed's; Lightning sets its epoch)
+            base = DistributedSampler(ds, shuffle=True, seed=self.seed)
+        else:
+            base = SequentialSampler(ds)
         sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 
