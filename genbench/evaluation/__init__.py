@@ -98,7 +98,8 @@ def sample_figures(model, datamodule, figure_dir: Path) -> list[str]:
             test = datamodule.split("test")[: FIGURE_SAMPLES["points"]]
             return [str(save_scatter_2d(x, figure_dir / "samples.png", mixture=info.mixture, data=test,
                                         title=f"samples ({info.variant})")),
-                    str(save_density_2d(x, figure_dir / "density.png", mixture=info.mixture))]
+                    str(save_density_2d(x, figure_dir / "density.png", mixture=info.mixture,
+                                        log_prob=model.log_prob if callable(getattr(model, "log_prob", None)) else None))]
         if len(info.shape) == 3:  # models with sample_means (RBMs) show E[v | h], as Dumoulin's figures do
             draw = getattr(model, "sample_means", model.sample)
             x = draw(FIGURE_SAMPLES["image"]).detach().cpu().reshape(-1, *info.shape)
