@@ -17,7 +17,8 @@
 * (j) one training step of a small model per family under Lightning, in a bare loop and as its products alone, and
   (k) the 2D Real NVP against zuko and normflows (:mod:`genbench.bench_steps`); ``ratios.png`` draws every ratio;
 * (l) a smoke table of many small runs sequentially on one thread and on two single-thread ``submitit_local``
-  workers, with the two renders' numbers compared.
+  workers, with the two renders' numbers compared;
+* (m) the start-up of ``genbench --help``, ``list`` and of a mistake (:mod:`genbench.bench_cli`).
 
 Numbers are only comparable on an idle machine (both cores free): the load
 average is recorded with every figure.
@@ -35,11 +36,13 @@ import time
 from pathlib import Path
 
 from . import paths
+from .bench_cli import cli_latency
+from .bench_cli import markdown as cli_markdown
 
 
 def table_smoke_cost(name: str) -> dict:
     """Wall time and peak resident memory of ``genbench table NAME --scale smoke`` from scratch."""
-    env = dict(os.environ)
+    env = {**os.environ, "GENBENCH_REFERENCE": "none"}  # every run executes: no reference record counts as done
     env.setdefault("GENBENCH_DATA", str(paths.data_root().resolve()))
     with tempfile.TemporaryDirectory() as home:
         env["GENBENCH_HOME"] = home
@@ -60,7 +63,7 @@ def parallel_table_cost(name: str = "mode-coverage-2d", workers: int = 2, rounds
     the same numbers."""
     import pandas as pd
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GENBENCH_REFERENCE": "none"}
     env.setdefault("GENBENCH_DATA", str(paths.data_root().resolve()))
     ways = {"sequential": [], "local": ["--launcher", "local", "--workers", str(workers)],
             "submitit_local": ["--launcher", "submitit_local", "--workers", str(workers)]}
@@ -87,9 +90,10 @@ def parallel_table_cost(name: str = "mode-coverage-2d", workers: int = 2, rounds
 
 def recorded_costs(name: str = "mnist-nll", scale: str = "cpu") -> dict | None:
     """The wall times a table's records of one scale hold, row by row: what rendering it cost (no run here)."""
-    from .runs import read_record
+    from .store import read_record
 
-    folder = paths.results_dir("runs", name, scale)
+    folders = [paths.results_dir("runs", name, scale), paths.reference_dir("runs", name, scale)]
+    folder = next((f for f in folders if f is not None and f.is_dir()), folders[0])
     records = [r for r in (read_record(f) for f in sorted(folder.glob("*.json"))) if r and r.get("status") == "finished"]
     if not records:
         return None
@@ -158,6 +162,7 @@ def markdown(result: dict) -> str:
 
     lines += ar_markdown(result)
     lines += steps_markdown(result)
+    lines += cli_markdown(result)
     if result.get("recorded_costs"):
         c = result["recorded_costs"]
         lines += [f"## (i) What `{c['table']}` at its {c['scale']} scale cost (from its run records)", "",
@@ -212,7 +217,8 @@ def _peers() -> dict:
 
 
 SECTIONS = {"pcd": _pcd, "ais": _ais, "vae": _vae, "ar": _ar, "steps": _steps, "peers": _peers,
-            "parallel": lambda: {"parallel_table": parallel_table_cost()}}
+            "parallel": lambda: {"parallel_table": parallel_table_cost()},
+            "cli": lambda: {"cli_latency": cli_latency()}}
 """The sections ``--skip`` can leave out (besides ``tables``), in the order they run; each returns its results."""
 
 

@@ -21,15 +21,27 @@ import sys
 import time
 from pathlib import Path
 
+from . import paths
+from .config import compose, options, search_path
+from .errors import ConfigError, GenbenchError, closest
+from .identity import slug
+
 USAGE = __doc__
 
+WRITES = ("train", "evaluate", "table", "compare", "demo", "sweep")
+"""Commands that write under the results home: it is checked before any work."""
 
-class CLIError(Exception):
+
+class CLIError(GenbenchError):
     """A user error: printed as one paragraph, exit status 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A user's mistake is one paragraph on stderr and exit status 2; a traceback is for bugs, or
+    for everything with ``--debug`` (or ``HYDRA_FULL_ERROR=1``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    argv = [a for a in argv if a != "--debug"]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
@@ -37,48 +49,64 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "table": cmd_table, "compare": cmd_compare,
                 "list": cmd_list, "demo": cmd_demo, "sweep": cmd_sweep}
     if command not in commands:
-        print(f"genbench: unknown command {command!r}; valid: {', '.join(commands)}", file=sys.stderr)
+        print(f"genbench: unknown command {command!r}{closest(command, commands)}; valid: {', '.join(commands)} "
+              f"(genbench --help)", file=sys.stderr)
         return 2
     try:
+        if command in WRITES and not {"-h", "--help"} & set(rest):
+            paths.check_writable()
         return commands[command](rest) or 0
-    except CLIError as e:
-        print(f"genbench {command}: {e}", file=sys.stderr)
+    except user_errors() as e:
+        if debug:
+            raise
+        print(f"genbench {command}: {clean(e)}", file=sys.stderr)
         return 2
 
 
-def user_errors():
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix (and Hydra's own, raised by ``genbench train``'s multirun path)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .errors import GenbenchError
-
-    return (HydraException, OmegaConfBaseException, GenbenchError)
+    return (GenbenchError, HydraException, OmegaConfBaseException)
 
 
 def clean(e: Exception) -> str:
-    """A Hydra composition error as one short paragraph (without its stack)."""
-    text = str(e).strip()
-    return text.split("\n\nSet the environment variable HYDRA_FULL_ERROR")[0]
+    """An error as one paragraph: a Hydra error without its pointer to HYDRA_FULL_ERROR, lines joined."""
+    text = str(e).strip().split("\n\nSet the environment variable HYDRA_FULL_ERROR")[0]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 # -- train -------------------------------------------------------------------------------------------------------------
 
 def cmd_train(args: list[str]) -> int:
-    """One run through Hydra's own entry point, so -m sweeps, --cfg job and tab completion all work."""
+    """One run through Hydra's own entry point, so -m sweeps, --cfg job and tab completion all work. A bad override
+    is answered before torch is imported; ``--overwrite`` lets a failed attempt replace a finished record."""
+    overwrite = "--overwrite" in args
+    args = [a for a in args if a != "--overwrite"]
+    if "-m" not in args and "--multirun" not in args:
+        compose([a for a in args if not a.startswith("-") and not a.startswith("hydra")])
     import hydra
     from omegaconf import OmegaConf
 
-    from . import paths
-    from .runs import claim_run, config_hash, read_record, train_and_evaluate
+    from .identity import train_run_id
+    from .runs import claim_run, train_and_evaluate
+    from .schema import check_config
+    from .store import read_record
 
-    if "-m" not in args and "--multirun" not in args:
-        check_overrides([a for a in args if not a.startswith("-") and not a.startswith("hydra")])
+    OmegaConf.register_new_resolver("genbench_results", lambda part: str(paths.results_dir(part)), replace=True)
     status = {"code": 0}
 
     @hydra.main(config_path=str(paths.configs_dir().resolve()), config_name="train", version_base="1.3")
     def task(cfg):
         config = OmegaConf.to_container(cfg, resolve=True)
-        run_id = f"{config['name']}--s{config['seed']}--{config_hash(config)[:8]}"
+        try:
+            check_config(config)  # a multirun's values were not composed before Hydra
+        except ConfigError as e:
+            print(f"genbench train: {e}", file=sys.stderr)
+            status["code"] = 2
+            return
+        run_id = train_run_id(config)
         path = paths.results_dir("runs", "train", f"{run_id}.json")
         claim, began = claim_run(path), time.time()
         if not claim.acquire(wait=False):
@@ -86,12 +114,12 @@ def cmd_train(args: list[str]) -> int:
         with claim:  # a run trained meanwhile by the process we waited for is reported, not trained again
             old = read_record(path)
             meanwhile = old is not None and path.stat().st_mtime >= began and old.get("status") != "interrupted"
-            rec = old if meanwhile else train_and_evaluate(config, path, run_id)
-        report(rec)
+            rec = old if meanwhile else train_and_evaluate(config, path, run_id, overwrite=overwrite)
+        report(rec, rec.get("record_path", path))
         if rec["status"] != "finished":
             status["code"] = 1
 
-    sys.argv = ["genbench train", *args]
+    sys.argv = ["genbench train", *search_path(), *args]
     try:
         task()
     except SystemExit as e:  # Hydra exits on composition errors after printing them
@@ -99,48 +127,20 @@ def cmd_train(args: list[str]) -> int:
     return status["code"]
 
 
-GROUPS = ("data", "model", "trainer", "logger", "experiment")
-
-
-def check_overrides(overrides: list[str]) -> None:
-    """Compose once before Hydra does, to turn a bad name or key into one line listing the valid choices."""
-    from omegaconf import OmegaConf
-
-    from . import paths
-    from .tables import compose
-
-    for o in overrides:
-        key, _, value = o.lstrip("+~").partition("=")
-        if key in GROUPS:
-            valid = sorted(p.stem for p in (paths.configs_dir() / key).glob("*.yaml"))
-            if value not in valid:
-                raise CLIError(f"unknown {key} {value!r}; valid: {', '.join(valid)}")
-    try:
-        compose(overrides)
-    except user_errors() as e:
-        bad = next((o for o in overrides if o.split("=")[0] in str(e)), None)
-        if bad is None or bad.startswith("+"):
-            raise CLIError(clean(e)) from None
-        key = bad.split("=")[0]
-        parent, _, leaf = key.rpartition(".")
-        base = compose([o for o in overrides if o != bad])
-        node = OmegaConf.select(OmegaConf.create(base), parent) if parent else base
-        valid = ", ".join(sorted(node)) if isinstance(node, dict) or OmegaConf.is_dict(node) else "?"
-        raise CLIError(f"unknown key {key!r}; valid keys{' under ' + parent if parent else ''}: {valid} "
-                       f"(add a new key with +{key}=...)") from None
-
-
-def report(rec: dict) -> None:
-    from .runs import results_of
-
+def report(rec: dict, path) -> None:
+    """A run's outcome: status, time, every result (the first is the headline), the checkpoint and the record."""
     print(f"run {rec['run_id']}: {rec['status']} in {rec['wall_time_s']:.1f} s"
           + (f" on {rec['data']['variant']}" if rec.get("data") else ""))
-    if rec.get("error"):
-        print(rec["error"], file=sys.stderr)
+    for key in ("error", "kept_record", "record_error"):
+        if rec.get(key):
+            print(rec[key], file=sys.stderr)
+    from .runs import results_of
+
     for r in results_of(rec):
         print(f"  {r}")
     if rec.get("checkpoint"):
         print(f"  checkpoint: {rec['checkpoint']}")
+    print(f"  record: {path}")
 
 
 # -- evaluate ----------------------------------------------------------------------------------------------------------
@@ -151,16 +151,17 @@ def cmd_evaluate(args: list[str]) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--json", action="store_true", help="print the result records as JSON")
     a = p.parse_args(args)
+    checkpoint = Path(a.checkpoint)
+    if not checkpoint.is_file():
+        raise CLIError(f"no checkpoint at {checkpoint}; runs save theirs as models/trained/<training hash>/final.ckpt "
+                       f"(each run record names its own)")
     from .evaluation import evaluate
+    from .identity import digest
     from .runs import load_checkpoint
 
-    if not Path(a.checkpoint).is_file():
-        raise CLIError(f"no checkpoint at {a.checkpoint}; runs save theirs as models/trained/<training hash>/final.ckpt")
-    try:
-        config, model, dm = load_checkpoint(a.checkpoint)
-        results, figures = evaluate(model, dm, config.get("evaluation"), Path(a.checkpoint).parent / "figures", a.split)
-    except user_errors() as e:
-        raise CLIError(clean(e)) from None
+    config, model, dm = load_checkpoint(checkpoint)
+    figure_dir = paths.results_dir("figures", "evaluate", f"{slug(checkpoint.parent.name)}-{digest(str(checkpoint.resolve()))[:8]}")
+    results, figures = evaluate(model, dm, config.get("evaluation"), figure_dir, a.split)
     if a.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -176,97 +177,124 @@ def cmd_evaluate(args: list[str]) -> int:
 def cmd_table(args: list[str]) -> int:
     p = argparse.ArgumentParser(prog="genbench table", description="Run a table's missing runs and write it.")
     p.add_argument("name")
-    p.add_argument("--scale", default="smoke", help="smoke (CPU, minutes), cpu (the paper protocol cut to ~1 h on a CPU, where a table has it) or paper")
+    p.add_argument("--scale", default="smoke", help="smoke (CPU, minutes), cpu (the paper protocol cut to ~1 h on a "
+                                                    "CPU, where a table has it) or paper")
     p.add_argument("--render-only", action="store_true", help="run nothing; write the table from the runs done so far")
     p.add_argument("--rows", default=None, help="run only the rows whose label contains this text")
     p.add_argument("--seeds", default=None, type=_seed_list, help="run only these seeds, e.g. 0 or 0,1")
     p.add_argument("--overwrite", action="store_true",
-                   help="write this render even if the one on disk for this scale has more finished runs")
-    p.add_argument("--launcher", default="local", help="local (this process, or N single-thread processes forked from it), "
-                                                       "submitit_local (N worker processes started by submitit), "
-                                                       "slurm (SLURM jobs) or ray (Ray tasks, local or on a cluster); "
-                                                       "settings in configs/launcher/")
+                   help="write this render even if the one on disk for this scale has more finished runs, and let "
+                        "a failed rerun replace a finished record")
+    p.add_argument("--launcher", default="local", help="local (this process, or N single-thread processes forked "
+                                                       "from it), submitit_local (N worker processes started by "
+                                                       "submitit), slurm (SLURM jobs) or ray (Ray tasks, local or on "
+                                                       "a cluster); settings in configs/launcher/")
     p.add_argument("--workers", type=_positive, default=1, help="worker jobs of the launcher; the runs' claims split "
                                                                  "the table between them")
     a = p.parse_args(args)
-    return _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows, seeds=a.seeds, overwrite=a.overwrite,
-                      launcher=a.launcher, workers=a.workers)
+    _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows, seeds=a.seeds, overwrite=a.overwrite,
+               launcher=a.launcher, workers=a.workers)
+    return 0
 
 
 def _seed_list(text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",")]
+        seeds = [int(s) for s in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds, e.g. 0 or 0,1") from None
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds (integers >= 0), e.g. 0 "
+                                         f"or 0,1")
+    return seeds
 
 
-def _run_table(name, scale, extra_rows=None, output_name=None, launcher="local", workers=1, **kw) -> int:
-    from .launchers import launch_table
-    from .tables import run_table
+def _run_table(name, scale, extra_rows=None, output_name=None, launcher="local", workers=1, **kw):
+    """Check the table, scale and selection (no torch yet), run it, print its render; returns the render."""
+    from .tables.spec import check_selection, load_table, plan
 
-    try:
-        if launcher != "local" or workers > 1:
-            written = launch_table(name, scale, launcher, workers, **kw)
-        else:
-            written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name, **kw)
-    except user_errors() as e:
-        raise CLIError(clean(e)) from None
+    spec = load_table(name)
+    spec["models"] = [*spec["models"], *(extra_rows or [])]
+    check_selection(spec, scale, plan(spec, scale), kw.get("rows"), kw.get("seeds"))
+    if launcher != "local" or workers > 1:
+        from .launchers import launch_table
+
+        written = launch_table(name, scale, launcher, workers, **kw)
+    else:
+        from .tables.runner import run_table
+
+        written = run_table(name, scale, extra_rows=extra_rows, output_name=output_name, **kw)
     print(written.markdown)
     if not written.kept:
         print("written: " + ", ".join(str(p) for p in written.paths.values()))
-    return 0
+    return written
 
 
 def cmd_compare(args: list[str]) -> int:
     """A user's model under a table's data, evaluators and seeds, ranked among the table's rows."""
-    from . import paths
-    from .tables import slug
-
     keyed = dict(a.split("=", 1) for a in args if "=" in a and a.split("=", 1)[0] in ("model", "table"))
-    scale = "smoke"
-    if "--scale" in args:
-        scale = args[args.index("--scale") + 1]
+    scale = args[args.index("--scale") + 1] if "--scale" in args[:-1] else "smoke"
     extra = [a for a in args if "=" in a and a.split("=", 1)[0] not in ("model", "table")]
     if "model" not in keyed or "table" not in keyed:
-        raise CLIError("usage: genbench compare model=NAME|module:Class|file.py:Class table=NAME [--scale smoke|cpu|paper] "
-                       "[KEY=VALUE ...]")
-    model = keyed["model"]
-    if (paths.configs_dir() / "model" / f"{model}.yaml").is_file():
-        overrides = [f"model={model}"]
-    elif ":" in model:
-        overrides = ["model=custom", f"model.name={model}"]
-    else:
-        from .models import MODELS
+        raise CLIError("usage: genbench compare model=NAME|module:Class|file.py:Class table=NAME [--scale smoke|cpu|"
+                       "paper] [KEY=VALUE ...]")
+    row = compared_row(keyed["model"], extra)
+    compose(row["overrides"])  # a bad key or value is answered before the table's runs, without torch
+    written = _run_table(keyed["table"], scale, extra_rows=[row],
+                         output_name=f"{keyed['table']}--compare-{slug(keyed['model'])}")
+    ours = [r for p, r in written.runs if p.key == row["id"]]
+    if ours and not any(r.get("status") == "finished" for r in ours):
+        errors = sorted({(r.get("error") or r.get("status", "")).splitlines()[0] for r in ours})
+        hint = (" A model compares on a table whose data it supports (genbench list tables; docs/design.md, \"Data "
+                "spaces\")." if any("IncompatibleDataError" in e for e in errors) else "")
+        raise CLIError(f"the compared model finished none of its {len(ours)} runs on table {keyed['table']!r} "
+                       f"({scale}): {'; '.join(errors)}. The table's other rows are in the render above.{hint}")
+    return 0
 
-        raise CLIError(f"unknown model {model!r}; valid: {', '.join(sorted(MODELS))}, or module:Class / file.py:Class")
-    row = {"label": f"{model.split(':')[-1]} (compared)", "overrides": overrides + extra}
-    return _run_table(keyed["table"], scale, extra_rows=[row], output_name=f"{keyed['table']}--compare-{slug(model)}")
+
+def compared_row(model: str, extra: list[str]) -> dict:
+    """The row of a compared model: a registered name, or a user's ``file.py:Class`` / ``module:Class``, whose
+    record file is named by the class and the resolved source, so two models never share a record."""
+    from .identity import digest, model_source
+    from .registry import MODELS
+
+    if (paths.configs_dir() / "model" / f"{model}.yaml").is_file():
+        return {"label": f"{model} (compared)", "id": f"{model}-compared", "overrides": [f"model={model}", *extra]}
+    if ":" not in model:
+        raise CLIError(f"unknown model {model!r}; valid: {', '.join(sorted(MODELS))}, or module:Class / "
+                       f"file.py:Class (your own)")
+    module, _, cls = model.partition(":")
+    source = model_source(model)
+    if source is None:
+        what = f"the file {Path(module).resolve()} does not exist" if module.endswith(".py") else \
+            f"the module {module!r} cannot be found on the Python path (run from the folder that holds it)"
+        raise CLIError(f"model {model!r}: {what}; give your model as path/to/file.py:Class or package.module:Class")
+    return {"label": f"{cls} (compared, {module})", "id": f"{cls}-compared-{digest(source['path'])[:6]}",
+            "overrides": ["model=custom", f"model.name={model}", *extra]}
 
 
 def cmd_demo(args: list[str]) -> int:
-    return _run_table("demo", "smoke")
+    _run_table("demo", "smoke")
+    return 0
 
 
 # -- list, sweep -------------------------------------------------------------------------------------------------------
 
 def cmd_list(args: list[str]) -> int:
-    from . import paths
-    from .data import DATA_MODULES
-    from .models import MODELS
     from .published import load_published
-    from .tables import table_names
+    from .registry import DATA_MODULES, MODELS
+    from .tables.spec import table_names
 
     what = args[0] if args else "all"
     sections = {
         "models": lambda: [f"{k:24s} {v}" for k, v in sorted(MODELS.items())],
         "data": lambda: [f"{k:24s} {v}" for k, v in sorted(DATA_MODULES.items())],
         "tables": lambda: table_names(),
-        "experiments": lambda: sorted(p.stem for p in (paths.configs_dir() / "experiment").glob("*.yaml")),
+        "experiments": lambda: options("experiment"),
         "published": lambda: [f"{q.id:40s} {q.value:>10g} {q.unit:9s} {q.status}  {q.paper}, {q.table}: {q.model} on {q.variant}"
                               for q in load_published().values()],
     }
     if what != "all" and what not in sections:
-        raise CLIError(f"unknown list {what!r}; valid: {', '.join(sections)}")
+        raise CLIError(f"unknown list {what!r}{closest(what, sections)}; valid: {', '.join(sections)}")
     for name in sections if what == "all" else [what]:
         print(f"{name}:")
         for line in sections[name]():
@@ -291,20 +319,17 @@ def cmd_sweep(args: list[str]) -> int:
     if not a.name:
         raise CLIError("usage: genbench sweep NAME [--count N] [--backend wandb|optuna] [--storage URL] [--summary]; "
                        "sweeps: " + ", ".join(sweep_names()))
-    try:
-        sweep = load_sweep(a.name)
-        offline = a.summary or a.storage or not wandb_online()
-        if a.backend == "wandb" and (a.summary or a.storage):
-            raise CLIError("--summary and --storage belong to the Optuna backend (--backend optuna); the W&B server "
-                           "keeps its own sweep state")
-        if (a.backend or ("optuna" if offline else "wandb")) == "optuna":
-            if a.summary:
-                summarize(a.name, a.storage)
-            else:
-                run_sweep(a.name, count=a.count, storage=a.storage)
-            return 0
-    except user_errors() as e:
-        raise CLIError(clean(e)) from None
+    sweep = load_sweep(a.name)
+    offline = a.summary or a.storage or not wandb_online()
+    if a.backend == "wandb" and (a.summary or a.storage):
+        raise CLIError("--summary and --storage belong to the Optuna backend (--backend optuna); the W&B server "
+                       "keeps its own sweep state")
+    if (a.backend or ("optuna" if offline else "wandb")) == "optuna":
+        if a.summary:
+            summarize(a.name, a.storage)
+        else:
+            run_sweep(a.name, count=a.count, storage=a.storage)
+        return 0
     if not wandb_online():
         raise CLIError("--backend wandb needs the W&B server: set WANDB_API_KEY (or run `wandb login`), or run the sweep "
                        f"offline with `genbench sweep {a.name}` (Optuna)")
@@ -321,7 +346,7 @@ def cmd_sweep(args: list[str]) -> int:
 
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of trials")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (1, 2, ...)")
     return int(text)
 
 

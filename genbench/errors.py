@@ -7,6 +7,8 @@ genbench or in a user's model, and keeps its traceback in the run record and the
 
 from __future__ import annotations
 
+import difflib
+
 
 class GenbenchError(Exception):
     """A mistake in what was asked for, or missing input; the message says what is valid."""
@@ -23,3 +25,9 @@ class DataError(GenbenchError):
 class ModelContractError(GenbenchError):
     """A model (often a user's own) whose capability methods return the wrong thing, e.g. a ``log_prob`` that does not
     give one number per example (docs/design.md, "Model capabilities")."""
+
+
+def closest(name: str, valid) -> str:
+    """`` (did you mean X?)`` for the valid names closest to a misspelled one, or nothing."""
+    near = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(near)}?)" if near else ""

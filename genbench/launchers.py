@@ -10,7 +10,7 @@ split them between the workers, so no run is trained twice, and a run whose work
 next launch (its training resumes from its last epoch). The table renders in the launching process once every
 worker has ended. Workers rather than one job per run: submitit's local executor starts every job at once, and a
 worker holds one run's resources however many runs the table has. The records, checkpoints and claims must be on a
-filesystem every worker sees (``GENBENCH_HOME``).
+filesystem every worker sees (``GENBENCH_HOME``, :mod:`genbench.paths`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def forked_workers(launcher: str, name: str, scale: str, workers: int, picked: d
 
     fork = multiprocessing.get_context("fork")
     procs = [fork.Process(target=table_worker, name=f"genbench-worker-{i}",
-                          args=(name, scale, str(paths.home().resolve()), 1, picked)) for i in range(workers)]
+                          args=(name, scale, paths.environment(), 1, picked)) for i in range(workers)]
     for proc in procs:
         proc.start()
     log(f"{name} ({scale}): {workers} local workers of one thread each, processes "
@@ -67,7 +67,7 @@ def forked_workers(launcher: str, name: str, scale: str, workers: int, picked: d
 def submitit_workers(launcher: str, name: str, scale: str, workers: int, picked: dict[str, Any], log):
     """Run the workers as submitit jobs; yields (job id, error) of each failed one."""
     executor = executor_for(launcher, name, scale)
-    jobs = [executor.submit(table_worker, name, scale, str(paths.home().resolve()),
+    jobs = [executor.submit(table_worker, name, scale, paths.environment(),
                             local_threads(workers) if launcher == "submitit_local" else None, picked)
             for _ in range(workers)]
     log(f"{name} ({scale}): {workers} {launcher} workers, jobs {', '.join(j.job_id for j in jobs)}; logs in {executor.folder}")
@@ -92,7 +92,7 @@ def ray_workers(launcher: str, name: str, scale: str, workers: int, picked: dict
                  logging_level="WARNING", log_to_driver=False)
     try:
         task = ray.remote(num_cpus=cpus, max_retries=0, **settings)(table_worker)
-        refs = [task.remote(name, scale, str(paths.home().resolve()), cpus, picked) for _ in range(workers)]
+        refs = [task.remote(name, scale, paths.environment(), cpus, picked) for _ in range(workers)]
         log(f"{name} ({scale}): {workers} ray workers of {cpus} CPU(s) on {address or 'a local Ray instance'}; "
             "worker logs in Ray's session directory (/tmp/ray/session_latest/logs on the head node)")
         for i, ref in enumerate(refs):
@@ -105,9 +105,11 @@ def ray_workers(launcher: str, name: str, scale: str, workers: int, picked: dict
             ray.shutdown()
 
 
-def table_worker(name: str, scale: str, home: str, threads: int | None, picked: dict[str, Any]) -> None:
-    """One worker: the table's runs that no other worker has claimed (runs in the worker's own process)."""
-    os.environ["GENBENCH_HOME"] = home  # a SLURM job may start elsewhere
+def table_worker(name: str, scale: str, env: dict[str, str], threads: int | None, picked: dict[str, Any]) -> None:
+    """One worker: the table's runs that no other worker has claimed (runs in the worker's own process). ``env``:
+    the launching process's results home and folders (:func:`genbench.paths.environment`; a SLURM job may start
+    elsewhere)."""
+    os.environ.update(env)
     if threads:
         import torch
 

@@ -25,13 +25,14 @@ def wandb_online() -> bool:
 
 
 def build_loggers(config: dict[str, Any], run_id: str, group: str) -> list:
-    """The run's loggers. A CSV log left by an earlier attempt (a killed run that will resume) is kept as
-    ``metrics.attemptN.csv``, because Lightning's CSV logger deletes ``metrics.csv`` when it starts."""
-    log_dir = paths.results_dir("logs", group, run_id)
+    """The run's loggers; ``group`` is the table (or ``train``, or ``sweep/NAME``), a folder under ``results/logs``.
+    A CSV log left by an earlier attempt (a killed run that will resume) is kept as ``metrics.attemptN.csv``,
+    because Lightning's CSV logger deletes ``metrics.csv`` when it starts."""
+    log_dir = paths.results_dir("logs", *group.split("/"), run_id)
     if (log_dir / "metrics.csv").is_file():
         attempt = len(list(log_dir.glob("metrics.attempt*.csv")))
         (log_dir / "metrics.csv").rename(log_dir / f"metrics.attempt{attempt}.csv")
-    loggers = [CSVLogger(save_dir=str(paths.results_dir("logs", group)), name=run_id, version="")]
+    loggers = [CSVLogger(save_dir=str(log_dir.parent), name=run_id, version="")]
     opts = config.get("logger") or {}
     if opts.get("wandb"):
         from lightning.pytorch.loggers import WandbLogger

@@ -12,7 +12,35 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, closest
+
+MODELS = {
+    "true_mixture": "genbench.models.baselines:TrueMixture",
+    "independent_bernoulli": "genbench.models.baselines:IndependentBernoulli",
+    "mixture_of_bernoullis": "genbench.models.baselines:MixtureOfBernoullis",
+    "rbm": "genbench.models.rbm:RBM",
+    "gan": "genbench.models.gan:GAN",
+    "ali": "genbench.models.ali:ALI",
+    "bigan": "genbench.models.ali:BiGAN",
+    "gan_inverse_mapping": "genbench.models.gan_inference:GANInverseMapping",
+    "gan_posthoc": "genbench.models.gan_inference:GANPostHoc",
+    "nice": "genbench.models.flows:NICE",
+    "realnvp": "genbench.models.flows:RealNVP",
+    "zuko": "genbench.models.zuko_flows:ZukoFlow",
+    "vae": "genbench.models.vae:VAE",
+    "nade": "genbench.models.autoregressive:NADE",
+    "made": "genbench.models.autoregressive:MADE",
+    "pixelcnn": "genbench.models.autoregressive:PixelCNN",
+}
+
+DATA_MODULES = {
+    "gmm2d": "genbench.data.gmm2d:GMM2DDataModule",
+    "two_moons": "genbench.data.toy2d:TwoMoonsDataModule",
+    "digits": "genbench.data.digits:DigitsDataModule",
+    "mnist": "genbench.data.mnist:MNISTDataModule",
+    "cifar10": "genbench.data.images:CIFAR10DataModule",
+    "svhn": "genbench.data.images:SVHNDataModule",
+}
 
 
 class UnknownNameError(ConfigError):
@@ -51,4 +79,5 @@ def resolve(kind: str, table: dict[str, str], name: str):
         return import_object(table[name])
     if ":" in name:
         return import_object(name)
-    raise UnknownNameError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(table))} (or a 'module:Class' of your own)")
+    raise UnknownNameError(f"unknown {kind} {name!r}{closest(name, table)}; valid: {', '.join(sorted(table))} (or a "
+                           f"'module:Class' of your own)")

@@ -9,13 +9,10 @@ records. Tables read nothing else.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import platform
 import random
-import subprocess
 import sys
 import time
 import traceback
@@ -28,12 +25,14 @@ import torch
 
 from . import paths
 from .data import build_datamodule
-from .errors import ConfigError, GenbenchError
+from .errors import ConfigError, GenbenchError, ModelContractError
 from .evaluation import PeriodicEvaluation, evaluate
 from .evaluation.records import Result
+from .identity import config_hash, model_source, training_hash
 from .locks import Claim
+from .store import git_commit, save_record
 from .logging import build_loggers, finish_loggers
-from .models import build_model
+from .models import build_model, capabilities
 
 USER_ERRORS = (GenbenchError,)
 """Errors whose message is meant for the user: recorded and printed without a traceback. Anything else is a bug
@@ -41,57 +40,6 @@ USER_ERRORS = (GenbenchError,)
 
 class CheckpointError(GenbenchError):
     """A file that is not a readable checkpoint written by a genbench run."""
-
-
-VOLATILE_KEYS = ("logger", "name")
-"""Config keys that do not change a run's numbers (left out of its hash)."""
-
-TRAINING_KEYS = ("data", "model", "trainer", "seed")
-"""Config keys that decide the trained model: runs that differ only in evaluation share one training."""
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    return _hash({k: v for k, v in config.items() if k not in VOLATILE_KEYS})
-
-
-def _without_added_nulls(new: Any, old: Any) -> Any:
-    """``new`` without the keys ``old`` lacks whose value is null (recursively)."""
-    if not isinstance(new, dict) or not isinstance(old, dict):
-        return new
-    return {k: _without_added_nulls(v, old[k]) if k in old else v
-            for k, v in new.items() if k in old or v is not None}
-
-
-def is_current(record: dict[str, Any], config: dict[str, Any]) -> bool:
-    """Whether a run record was made under ``config``.
-
-    An option added to the configs later with a null default (off) leaves
-    earlier runs current, so adding an option does not rerun every table.
-    """
-    old = record.get("config") or {}
-    return record.get("config_hash") in (config_hash(config), config_hash(_without_added_nulls(config, old)))
-
-
-def training_hash(config: dict[str, Any]) -> str:
-    """Names ``models/trained/<hash>/final.ckpt``: train once, evaluate under many settings (e.g. noise levels)."""
-    return _hash({k: config.get(k) for k in TRAINING_KEYS})
-
-
-def git_commit() -> str | None:
-    here = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if sha.returncode != 0:
-        return None
-    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def cpu_name() -> str:
@@ -111,40 +59,6 @@ def machine() -> dict[str, Any]:
     if info["cuda"]:
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``path`` so that it holds either the old or the new content, never a part; no temporary file is
-    left behind when the write fails (e.g. a full disk)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
-
-
-def save_record(path: Path, record: dict[str, Any]) -> None:
-    """Write a run record; a failed write keeps the previous record and is reported in ``record_error``
-    (and on stderr) beside the run's own outcome, instead of replacing it."""
-    try:
-        write_json_atomic(path, record)
-    except OSError as e:
-        record["record_error"] = f"the run record could not be written ({e}); the previous record at {path} is unchanged"
-        print(f"genbench: run {record.get('run_id')} {record.get('status')}, but {record['record_error']}", file=sys.stderr)
-
-
-def read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 class DivergenceGuard(L.Callback):
@@ -216,10 +130,11 @@ class RunPruned(Exception):
         self.epochs = epochs
 
 
-def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
-                       table: str | None = None, callbacks: list[L.Callback] = ()) -> dict[str, Any]:
-    """Run ``config`` (resolved, plain dict) and write its record to ``record_path``; returns the record.
-    ``callbacks`` are added to the Trainer's (e.g. a sweep's pruner).
+def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, table: str | None = None,
+                       callbacks: list[L.Callback] = (), overwrite: bool = False) -> dict[str, Any]:
+    """Run ``config`` (resolved, plain dict) and write its record to ``record_path`` (:func:`save_record`: a
+    finished record there is kept unless this run finishes too, or ``overwrite``); returns the record, with
+    ``record_path`` set to where it went. ``callbacks`` are added to the Trainer's (e.g. a sweep's pruner).
 
     The caller holds the run's claim (:func:`claim_run`); the training is claimed here, because runs that differ
     only in evaluation share it.
@@ -230,6 +145,9 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
         "machine": machine(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": [], "figures": [],
     }
+    source = model_source(config["model"].get("name"))
+    if source is not None:
+        record["model_source"] = source
     start = time.perf_counter()
     loggers = []
     quiet_lightning()
@@ -239,6 +157,8 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
         info = dm.info
         record["data"] = {"variant": info.variant, "space": str(info.space), "sizes": info.sizes, "checksum": info.checksum}
         model = build_model(config["model"], info)
+        if not set(capabilities(model)) & SCORED:  # say so before training, not after
+            raise ModelContractError(no_result_reason(model, info))
         loggers = build_loggers(config, run_id, table or "train")
         record["wandb_run_id"] = next((lg.experiment.id for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
         ckpt_dir = paths.models_dir("trained", training_hash(config))
@@ -255,8 +175,12 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
             results, figures = evaluate(model, dm, settings, figure_dir, split=settings.get("split", "test"))
             record["eval_time_s"] = round(time.perf_counter() - began, 3)
             figures += learning_curve(loggers, figure_dir) if not record.get("reused_training") else []
-            record["results"], record["figures"] = [r.to_dict() for r in results], figures
+            record["results"], record["figures"] = [r.to_dict() for r in results], [paths.stored(f) for f in figures]
             record["status"] = "finished"
+            if not results:
+                record["status"], record["error"] = "failed", no_result_reason(model, info)
+            elif broken := [r for r in results if r.unexplained_non_finite]:
+                record["status"], record["error"] = "diverged", non_finite_reason(broken)
             for lg in loggers:
                 lg.log_metrics({f"test/{r.metric}": r.value for r in results if math.isfinite(r.value)})
     except RunPruned as e:
@@ -273,8 +197,25 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str,
     finally:
         finish_loggers(loggers)
         record["wall_time_s"] = round(time.perf_counter() - start, 3)
-        save_record(record_path, record)
+        record["record_path"] = str(save_record(record_path, record, overwrite=overwrite))
     return record
+
+
+SCORED = {"log_prob", "log_prob_bound", "free_energy", "sample"}
+"""Capabilities some evaluator turns into a number (docs/design.md, "Model capabilities")."""
+
+
+def non_finite_reason(broken: list[Result]) -> str:
+    """Why a run whose training ended cleanly is not finished: the scores that are not numbers."""
+    scores = "; ".join(str(r) for r in broken[:3]) + (f"; and {len(broken) - 3} more" if len(broken) > 3 else "")
+    return (f"non-finite score: {scores}. The model trained without a non-finite loss, but its scores are not "
+            f"numbers (usually a log of zero or an overflow in log_prob, log_prob_bound or sample)")
+
+
+def no_result_reason(model, info) -> str:
+    return (f"{type(model).__name__} offers nothing the evaluators can score on {info.variant}: a model needs "
+            f"log_prob(x) (exact NLL), log_prob_bound(x, k) (a bound) or sample(n) (samples; mode coverage on 2D "
+            f"mixtures) (docs/design.md, \"Model capabilities\")")
 
 
 FINAL_CHECKPOINT, LAST_CHECKPOINT = "final.ckpt", "last.ckpt"

@@ -23,7 +23,8 @@ of a current finished record reuses it. The study lives in an Optuna RDB storage
 ``results/sweeps/NAME/study.db``; a PostgreSQL or MySQL URL lets machines share it). A trial whose process
 died is failed and queued again: at once when it ran on this host (its run claim is free, see
 :mod:`genbench.locks`), after the heartbeat's grace period otherwise. The summary (``summary.md``, ``summary.png``)
-and the best trial as ``configs/experiment/sweep_NAME_best.yaml`` are written after every sweep.
+and the best trial as ``results/configs/experiment/sweep_NAME_best.yaml`` (in the results home, found by
+``experiment=sweep_NAME_best``) are written after every sweep.
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ from typing import Any
 import yaml
 
 from . import paths
+from .config import GROUPS, compose
 from .errors import ConfigError
+from .identity import config_hash, is_current, slug
+from .store import read_record, write_text_atomic
 
 METHODS = ("grid", "random", "bayes")
 DISTRIBUTIONS = ("categorical", "constant", "uniform", "log_uniform_values", "log_uniform", "int_uniform", "q_uniform")
 SWEEP_KEYS = ("method", "metric", "parameters", "command", "run_cap", "program", "name", "description", "project",
               "entity", "early_terminate")
-GROUPS = ("experiment", "data", "model", "trainer", "logger")
 SEED = 0
 HEARTBEAT_S, GRACE_S = 30, 120
 """A running trial writes a heartbeat every 30 s; one silent for 2 min is failed and retried by the next worker."""
@@ -328,8 +331,6 @@ def hydra_value(value: Any) -> str:
 
 def run_id(params: dict[str, Any]) -> str:
     """A trial's run id: readable parameters, then a hash of their exact values (the same params, the same run)."""
-    from .tables import slug
-
     def short(v):
         return f"{v:.3g}" if isinstance(v, float) else str(v)
 
@@ -483,14 +484,11 @@ def run_sweep(name: str, count: int | None = None, storage: str | None = None, l
 
 def check_composes(sweep: Sweep) -> None:
     """Compose one trial's config before the first trial: a bad key fails the sweep, not every trial."""
-    from .cli import clean, user_errors
-    from .tables import compose
-
     first = {p.key: p.choices[0] if p.choices is not None else p.low for p in sweep.params}
     try:
         compose(sweep.overrides(first))
-    except user_errors() as e:
-        raise ConfigError(f"sweep {sweep.name} ({sweep.path}) does not compose: {clean(e)}") from None
+    except ConfigError as e:
+        raise ConfigError(f"sweep {sweep.name} ({sweep.path}) does not compose: {e}") from None
 
 
 def reap_dead_trials(study) -> None:
@@ -641,16 +639,14 @@ def run_params(sweep: Sweep, trial, params: dict, path: Path, rid: str, shown: s
     """(state, value, error) of one trial's run: a current finished record is reused, else the run is trained."""
     from optuna.trial import TrialState
 
-    from .cli import clean, user_errors
-    from .runs import is_current, read_record, train_and_evaluate
-    from .tables import compose
+    from .runs import train_and_evaluate
 
     try:
         config = compose(sweep.overrides(params))
-    except user_errors() as e:  # this trial's values do not compose (the first trial's did)
-        trial.set_user_attr("error", clean(e))
-        log(f"[trial {trial.number}] {shown}: does not compose ({clean(e)})")
-        return TrialState.FAIL, None, clean(e)
+    except ConfigError as e:  # this trial's values do not compose (the first trial's did)
+        trial.set_user_attr("error", str(e))
+        log(f"[trial {trial.number}] {shown}: does not compose ({e})")
+        return TrialState.FAIL, None, str(e)
     old = read_record(path)
     if old and old.get("status") in ("finished", "diverged") and is_current(old, config):
         log(f"[trial {trial.number}] {shown}: done before (run {rid})")
@@ -754,9 +750,7 @@ def ranked(sweep: Sweep, study) -> list:
 
 
 def write_summary(sweep: Sweep, study, url: str, log: Callable = print) -> dict[str, Path]:
-    """``results/sweeps/NAME/summary.{md,png}`` and the best trial as ``configs/experiment/sweep_NAME_best.yaml``."""
-    from .runs import write_text_atomic
-
+    """``results/sweeps/NAME/summary.{md,png}`` and the best trial as ``results/configs/experiment/sweep_NAME_best.yaml``."""
     out = paths.results_dir("sweeps", sweep.name)
     best = ranked(sweep, study)
     written, verified = {}, None
@@ -786,7 +780,7 @@ def summary_markdown(sweep: Sweep, study, url: str, best: list, written: dict, v
         b = best[0]
         lines += [(f"**Best: trial {b.number}**, {_params_text(b, keys)}: {sweep.metric} = {b.value:.6g} {unit} "
                    f"(run `{b.user_attrs.get('run_id')}`, record `{b.user_attrs.get('record')}`)."), ""]
-        lines += [(f"Its config is `configs/experiment/{written['best'].name}`: `genbench train "
+        lines += [(f"Its config is `{_relative(written['best'])}`: `genbench train "
                    f"experiment={written['best'].stem}` trains it again ({verified}).") if "best" in written
                   else f"No best config was written: {verified}.", ""]
     header = "| rank | trial | " + " | ".join(f"`{k}`" for k in keys) + f" | {sweep.metric} ({unit}) | run id | record |"
@@ -907,22 +901,19 @@ def _position(p: Param, value: Any) -> float:
 
 
 def write_best_experiment(sweep: Sweep, trial) -> tuple[Path | None, str]:
-    """``configs/experiment/sweep_NAME_best.yaml``: the base experiment, group choices and the overridden keys with
+    """``results/configs/experiment/sweep_NAME_best.yaml`` (in the results home: a config Hydra finds beside the
+    shipped ones, :func:`genbench.config.config_dirs`; shipped configs change only on purpose): the base experiment, group choices and the overridden keys with
     the values of the best run's resolved config; returns it (None if not written) and whether it composes to that
     run's config."""
-    from .cli import user_errors
-    from .runs import config_hash, read_record, write_text_atomic
-    from .tables import compose
-
     record = read_record(paths.home() / trial.user_attrs.get("record", ""))
     if record is None:
         return None, f"the best run's record {trial.user_attrs.get('record')} is missing"
-    path = paths.configs_dir() / "experiment" / f"sweep_{sweep.name}_best.yaml"
+    path = paths.results_dir("configs", "experiment", f"sweep_{sweep.name}_best.yaml")
     items = [*sweep.fixed, *(f"{k}={hydra_value(v)}" for k, v in trial.params.items())]
     write_text_atomic(path, best_experiment_text(sweep, trial, items, record))
     try:
         same = config_hash(compose([f"experiment={path.stem}"])) == record["config_hash"]
-    except user_errors() as e:  # reported in the summary: the sweep's results stand without it
+    except ConfigError as e:  # reported in the summary: the sweep's results stand without it
         return path, f"WARNING: it does not compose: {str(e).splitlines()[0]}"
     if not same:
         return path, "WARNING: it composes to another config than the best run's; compare it with the record"

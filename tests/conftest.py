@@ -13,10 +13,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def genbench_home(tmp_path, monkeypatch):
-    """Results, models and logs of a test go to its own folder; W&B never goes online."""
+    """Results, models and logs of a test go to its own folder, which reads no reference results (a test that
+    needs them sets GENBENCH_REFERENCE); W&B never goes online."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("GENBENCH_HOME", str(home))
+    monkeypatch.setenv("GENBENCH_REFERENCE", "none")
+    monkeypatch.delenv("GENBENCH_RESULTS", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     return home

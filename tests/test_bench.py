@@ -26,7 +26,7 @@ def test_the_cross_family_cost_section_sums_what_the_records_hold(genbench_home)
     and the total counts each run once."""
     from genbench.bench import recorded_costs
     from genbench.paths import results_dir
-    from genbench.runs import save_record
+    from genbench.store import save_record
 
     folder = results_dir("runs", "mnist-nll", "cpu")
     cpu = {"cpu": "Some CPU (AVX2)"}

@@ -48,7 +48,7 @@ def test_list(capsys):
 def test_train_then_evaluate_the_checkpoint(capsys):
     code, out, _ = run(capsys, "train", "experiment=mob_digits", "trainer.max_epochs=3")
     assert code == 0 and "finished" in out
-    [record_path] = results_dir("runs", "train").glob("mob10_digits--s0--*.json")
+    [record_path] = results_dir("runs", "train").glob("mob10-digits--s0--*.json")
     record = json.loads(record_path.read_text())
     nll = next(r for r in record["results"] if r["metric"] == "nll")
     code, out, _ = run(capsys, "evaluate", record["checkpoint"], "--json")
@@ -59,7 +59,7 @@ def test_train_then_evaluate_the_checkpoint(capsys):
 def test_wandb_logging_runs_offline_and_is_recorded(capsys):
     code, _, _ = run(capsys, "train", "experiment=true_grid25", "logger=wandb", "data.train_size=1000")
     assert code == 0
-    [record_path] = results_dir("runs", "train").glob("true_grid25--*.json")
+    [record_path] = results_dir("runs", "train").glob("true-grid25--*.json")
     record = json.loads(record_path.read_text())
     assert record["status"] == "finished" and record["wandb_run_id"]
     assert any(results_dir("wandb").rglob(f"*{record['wandb_run_id']}*"))

@@ -13,7 +13,7 @@ import yaml
 
 from genbench import tables
 from genbench.paths import models_dir, results_dir
-from genbench.runs import config_hash
+from genbench.identity import config_hash
 from genbench.tables.aggregate import cost_results
 from genbench.tables.spec import TableError, same_as
 

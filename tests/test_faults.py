@@ -22,7 +22,8 @@ import torch
 from genbench import tables
 from genbench.cli import main
 from genbench.paths import models_dir, results_dir
-from genbench.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT, read_record, train_and_evaluate
+from genbench.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT, train_and_evaluate
+from genbench.store import read_record
 from genbench.tables import compose
 
 REPO = Path(__file__).resolve().parent.parent
@@ -214,13 +215,16 @@ class WrongShape(L.LightningModule):
 
 def test_compare_names_the_cause_of_a_wrong_shaped_model_and_of_nan_data(tiny, tmp_path, capsys):
     (tmp_path / "wrong.py").write_text(WRONG_SHAPE)
-    assert main(["compare", f"model={tmp_path / 'wrong.py'}:WrongShape", "table=tiny", "trainer.max_epochs=1"]) == 0
+    code = main(["compare", f"model={tmp_path / 'wrong.py'}:WrongShape", "table=tiny", "trainer.max_epochs=1"])
+    assert code == 2  # the compared model finished nothing: an error, with the cause in one paragraph
+    err = capsys.readouterr().err
+    assert "finished none of its 1 runs" in err and "WrongShape.log_prob(x) returned shape (2, 64)" in err
     status = pd.read_csv(results_dir("tables", f"tiny--compare-{tables.slug(str(tmp_path / 'wrong.py') + ':WrongShape')}",
                                      "smoke.csv"))
-    line = status.loc[status["row"] == "WrongShape (compared)", "status"].iloc[0]
+    line = status.loc[status["row"] == f"WrongShape (compared, {tmp_path / 'wrong.py'})", "status"].iloc[0]
     assert "1 failed" in line and "ModelContractError" in line and "WrongShape.log_prob(x) returned shape (2, 64)" in line
-    record = read_record(results_dir("runs", "tiny", "smoke", "wrongshape-compared--digits--s0.json"))
-    assert "traceback" not in record  # a user's mistake, explained in one paragraph
+    [path] = results_dir("runs", "tiny", "smoke").glob("wrongshape-compared-*--digits--s0.json")
+    assert "traceback" not in read_record(path)  # a user's mistake, explained in one paragraph
 
     nan_mixture = ["data=gmm2d", "data.mixture=custom", "+data.means=[[nan,0.0],[1.0,1.0]]", "+data.std=0.1",
                    "model=true_mixture"]

@@ -78,7 +78,7 @@ def test_no_high_quality_sample_gives_nan_with_note():
     gmm = ring8()
     vee = by_metric(veegan_protocol(torch.tensor([[50.0, 50.0]]), gmm))
     assert vee["modes_veegan"].value == 0 and vee["high_quality_pct"].value == 0
-    assert math.isnan(vee["reverse_kl"].value) and "note" in vee["reverse_kl"].settings
+    assert math.isnan(vee["reverse_kl"].value) and "undefined" in vee["reverse_kl"].settings
 
 
 def test_mahalanobis_threshold_uses_the_covariance():

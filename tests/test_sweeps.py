@@ -20,8 +20,9 @@ from optuna.trial import TrialState
 
 from genbench.cli import main
 from genbench.errors import ConfigError
+from genbench.identity import config_hash
 from genbench.paths import home, results_dir
-from genbench.runs import config_hash, read_record
+from genbench.store import read_record
 from genbench.sweeps import (check_composes, default_storage, load_sweep, make_sampler, parse_sweep, run_sweep,
                              sweep_names)
 from genbench.tables import compose
@@ -83,7 +84,8 @@ def test_offline_sweep_runs_and_its_summary_names_the_best_trial(configs_copy, c
 
     # the best trial as an experiment: composes to the best run's config (hash), as the summary says
     assert "experiment=sweep_four_best" in summary and "composes to the best run's config" in summary
-    assert (configs_copy / "experiment" / "sweep_four_best.yaml").read_text().startswith("# @package _global_")
+    assert results_dir("configs", "experiment", "sweep_four_best.yaml").read_text().startswith("# @package _global_")
+    assert not (configs_copy / "experiment" / "sweep_four_best.yaml").exists()  # shipped configs stay as shipped
     assert config_hash(compose(["experiment=sweep_four_best"])) == best["config_hash"]
 
     # a new study of the same sweep re-scores the finished records instead of training again

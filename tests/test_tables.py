@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 import genbench.tables as tables
-from genbench.paths import results_dir
-from genbench.runs import config_hash, is_current
+from genbench.identity import config_hash, is_current
+from genbench.paths import configs_dir, results_dir
+from genbench.tables import runner
 
 HQ_ANALYTIC = 100 * (1 - math.exp(-4.5))  # % of a 2D isotropic Gaussian within 3 standard deviations: 98.889
 
@@ -77,23 +78,23 @@ def test_seeds_aggregate_and_published_numbers_sit_beside(tiny_table):
 
 
 def test_an_interrupted_table_resumes_without_rerunning_finished_runs(tiny_table, monkeypatch):
-    real = tables.train_and_evaluate
+    real = runner.train_and_evaluate
     calls = []
 
-    def killed_after_first(config, path, run_id, table=None):
+    def killed_after_first(config, path, run_id, table=None, **kw):
         if calls:
             raise KeyboardInterrupt  # the user's Ctrl-C in the middle of the table
         calls.append(run_id)
-        return real(config, path, run_id, table)
+        return real(config, path, run_id, table, **kw)
 
-    monkeypatch.setattr(tables, "train_and_evaluate", killed_after_first)
+    monkeypatch.setattr(runner, "train_and_evaluate", killed_after_first)
     with pytest.raises(KeyboardInterrupt):
         tables.run_table(tiny_table, "smoke", log=lambda *_: None)
     first = calls[0]
     before = json.loads(results_dir("runs", "tiny", "smoke", f"{first}.json").read_text())
 
     rerun = []
-    monkeypatch.setattr(tables, "train_and_evaluate", lambda *a, **k: rerun.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(runner, "train_and_evaluate", lambda *a, **k: rerun.append(a[2]) or real(*a, **k))
     tables.run_table(tiny_table, "smoke", log=lambda *_: None)
     assert first not in rerun and len(rerun) == 3
     after = json.loads(results_dir("runs", "tiny", "smoke", f"{first}.json").read_text())
@@ -101,7 +102,7 @@ def test_an_interrupted_table_resumes_without_rerunning_finished_runs(tiny_table
 
     # a changed config reruns exactly the runs it changes
     rerun.clear()
-    spec = (tables.paths.configs_dir() / "table" / "tiny.yaml")
+    spec = (configs_dir() / "table" / "tiny.yaml")
     spec.write_text(TINY.replace("model.components=3", "model.components=4"))
     tables.run_table(tiny_table, "smoke", log=lambda *_: None)
     assert sorted(rerun) == ["mob-k-3--digits--s0", "mob-k-3--digits--s1"]
@@ -177,7 +178,7 @@ def test_compare_ranks_a_new_model_among_the_baselines(tiny_table):
 
     assert main(["compare", "model=examples/fvsbn.py:FVSBN", "table=tiny", "trainer.max_epochs=5"]) == 0
     md = results_dir("tables", "tiny--compare-examples-fvsbn-py-fvsbn", "smoke.md").read_text()
-    assert "FVSBN (compared)" in md and "Ranking by nll" in md
+    assert "FVSBN (compared, examples/fvsbn.py)" in md and "Ranking by nll" in md
 
 
 @pytest.mark.mnist
@@ -206,6 +207,9 @@ class CtrlC(L.LightningModule):
 
     def training_step(self, x, i):
         raise KeyboardInterrupt
+
+    def log_prob(self, x):
+        return x.flatten(1).sum(1) * self.w
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -236,11 +240,11 @@ def test_runs_that_differ_only_in_evaluation_share_one_training(configs_copy):
 
 
 def test_render_only_and_selected_rows_and_seeds(tiny_table, monkeypatch):
-    real, ran = tables.train_and_evaluate, []
-    monkeypatch.setattr(tables, "train_and_evaluate", lambda *a, **k: pytest.fail("nothing may run"))
+    real, ran = runner.train_and_evaluate, []
+    monkeypatch.setattr(runner, "train_and_evaluate", lambda *a, **k: pytest.fail("nothing may run"))
     written = tables.run_table(tiny_table, "smoke", log=lambda *_: None, render_only=True)
     assert "2 missing (not run yet)" in written["md"].read_text()  # two seeds of each row
-    monkeypatch.setattr(tables, "train_and_evaluate", lambda *a, **k: ran.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(runner, "train_and_evaluate", lambda *a, **k: ran.append(a[2]) or real(*a, **k))
     tables.run_table(tiny_table, "smoke", log=lambda *_: None, rows="MoB", seeds=[1])
     assert ran == ["mob-k-3--digits--s1"]
     tables.run_table(tiny_table, "smoke", log=lambda *_: None, rows="MoB")
@@ -391,12 +395,12 @@ def test_every_measured_render_in_the_repository_has_its_run_records():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    repo = root / "results"
-    listed = subprocess.run(["git", "ls-files", "results"], cwd=root, capture_output=True, text=True)
+    repo = root / "reference"
+    listed = subprocess.run(["git", "ls-files", "reference"], cwd=root, capture_output=True, text=True)
     committed = {root / f for f in listed.stdout.split()} if listed.returncode == 0 else None  # else: every file
     keep = (lambda p: p in committed) if committed is not None else (lambda p: True)
     renders = [p for p in sorted((repo / "tables").glob("*/*.json")) if p.stem in ("cpu", "paper") and keep(p)]
-    assert renders, "no measured render in results/tables"
+    assert renders, "no measured render in reference/tables"
     for render in renders:
         name, scale = render.parent.name, render.stem
         planned = {p.run_id: p for p in tables.plan(tables.load_table(name), scale)}

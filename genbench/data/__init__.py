@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import resolve
+from ..registry import DATA_MODULES, resolve
 from .base import DataInfo, DataSpace, TensorDataModule
 
-DATA_MODULES = {
-    "gmm2d": "genbench.data.gmm2d:GMM2DDataModule",
-    "two_moons": "genbench.data.toy2d:TwoMoonsDataModule",
-    "digits": "genbench.data.digits:DigitsDataModule",
-    "mnist": "genbench.data.mnist:MNISTDataModule",
-    "cifar10": "genbench.data.images:CIFAR10DataModule",
-    "svhn": "genbench.data.images:SVHNDataModule",
-}
 
 
 def build_datamodule(cfg: dict[str, Any]) -> TensorDataModule:

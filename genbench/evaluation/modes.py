@@ -89,7 +89,7 @@ def veegan_protocol(samples: torch.Tensor, mixture: GaussianMixture, threshold: 
         kl_settings = dict(settings)
     else:
         kl = math.nan
-        kl_settings = {**settings, "note": "no high-quality sample: the histogram h is undefined"}
+        kl_settings = {**settings, "undefined": "no high-quality sample: the histogram h is undefined"}
     return [
         Result("modes_veegan", int((counts > 0).sum()), "modes", "estimate", n=n, settings=settings),
         Result("high_quality_pct", 100 * p, "%", "estimate", std_error=100 * math.sqrt(p * (1 - p) / n),

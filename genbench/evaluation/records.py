@@ -46,6 +46,12 @@ class Result:
         if self.interval is not None:
             self.interval = (float(self.interval[0]), float(self.interval[1]))
 
+    @property
+    def unexplained_non_finite(self) -> bool:
+        """A NaN or infinite value that no evaluator declared undefined by design (``settings["undefined"]`` or
+        ``settings["skipped"]`` gives why): a broken score, not a result."""
+        return not math.isfinite(self.value) and not (self.settings.get("undefined") or self.settings.get("skipped"))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

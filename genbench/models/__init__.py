@@ -29,27 +29,7 @@ import lightning as L
 
 from ..data.base import DataInfo
 from ..errors import ConfigError
-from ..registry import resolve
-
-MODELS = {
-    "true_mixture": "genbench.models.baselines:TrueMixture",
-    "independent_bernoulli": "genbench.models.baselines:IndependentBernoulli",
-    "mixture_of_bernoullis": "genbench.models.baselines:MixtureOfBernoullis",
-    "rbm": "genbench.models.rbm:RBM",
-    "gan": "genbench.models.gan:GAN",
-    "ali": "genbench.models.ali:ALI",
-    "bigan": "genbench.models.ali:BiGAN",
-    "gan_inverse_mapping": "genbench.models.gan_inference:GANInverseMapping",
-    "gan_posthoc": "genbench.models.gan_inference:GANPostHoc",
-    "nice": "genbench.models.flows:NICE",
-    "realnvp": "genbench.models.flows:RealNVP",
-    "zuko": "genbench.models.zuko_flows:ZukoFlow",
-    "vae": "genbench.models.vae:VAE",
-    "nade": "genbench.models.autoregressive:NADE",
-    "made": "genbench.models.autoregressive:MADE",
-    "pixelcnn": "genbench.models.autoregressive:PixelCNN",
-}
-
+from ..registry import MODELS, resolve
 
 SPACE_EXAMPLES = {"binary": "data=digits data.variant=dynamic", "discrete": "data=digits data.variant=integer",
                   "continuous": "data=gmm2d"}

@@ -112,11 +112,12 @@ def ref_dataset(spec: dict[str, Any], q: Published) -> str:
 
 
 def run_status(runs) -> str:
+    """The runs' outcomes with every error in full (the Markdown shortens them for display, the CSV keeps them)."""
     counts: dict[str, int] = {}
     for _, r in runs:
         counts[r.get("status", "missing")] = counts.get(r.get("status", "missing"), 0) + 1
     text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    errors = sorted({r[key].splitlines()[0][:160] for _, r in runs for key in ("error", "record_error") if r.get(key)})
+    errors = sorted({" ".join(r[key].split()) for _, r in runs for key in ("error", "record_error") if r.get(key)})
     return text + (f" ({'; '.join(errors)})" if errors else "")
 
 

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from .. import paths
-from ..runs import git_commit, write_json_atomic, write_text_atomic
+from ..store import git_commit, write_json_atomic, write_text_atomic
 from .aggregate import LOWER_IS_BETTER
+from .formatting import fmt
 from .figures import cost_figure, curves_figure, summary_figure
-
-
-def fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "∞" if v > 0 else "−∞"
-        if v == int(v) and abs(v) < 1e6:
-            return str(int(v))
-        return f"{v:.2f}" if abs(v) >= 10 else f"{v:.3g}"
-    return str(v)
 
 
 def obtained_text(line: pd.Series) -> str:
@@ -49,6 +36,18 @@ def _obtained_text(line: pd.Series, n: int) -> str:
             f"min {fmt(line['obtained_min'])}, max {fmt(line['obtained_max'])}){interval}")
 
 
+STATUS_SHOWN = 200
+"""Characters of a run status (with its errors) shown in a Markdown cell; the CSV and the run records keep it all."""
+
+
+def status_cell(line: pd.Series, scale: str, records: str) -> str:
+    """A line's run status, shortened for display with a pointer to where the whole reason is (``records``)."""
+    text = str(line["status"]).replace("|", "/")
+    if len(text) <= STATUS_SHOWN:
+        return text
+    return f"{text[:STATUS_SHOWN].rstrip()}… (whole reason: {scale}.csv, {records})"
+
+
 def published_text(line: pd.Series) -> str:
     if pd.isna(line["published"]):
         return ""
@@ -63,12 +62,14 @@ STATUS_MEANING = {"P": "verified in the primary source", "S": "verified in a sec
 
 @dataclass
 class Render:
-    """What a table render wrote (``paths``: md, csv, tex, json and figures by name) and its Markdown text.
+    """What a table render wrote (``paths``: md, csv, tex, json and figures by name), its Markdown text and runs.
     ``kept``: the render already on disk has more finished runs, so it was left as it was and nothing written."""
 
     paths: dict[str, Path]
     markdown: str
     kept: bool = False
+    runs: list = field(default_factory=list)
+    """(PlannedRun, record) of every run of the render, in plan order."""
 
     def __getitem__(self, key: str) -> Path:
         return self.paths[key]
@@ -99,9 +100,10 @@ def write_render(spec, scale, frame: pd.DataFrame, planned, records, name: str, 
             f"(pass --overwrite to replace it)")
         return Render(written, text, kept=True)
     out.mkdir(parents=True, exist_ok=True)
-    figs = [f for f in (summary_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_summary.png")),
-                        curves_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_curves.png")),
-                        cost_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_cost.png"))) if f]
+    figs = [f for f in (summary_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_summary.png"), scale=scale),
+                        curves_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_curves.png"), scale=scale),
+                        cost_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_cost.png"), scale=scale))
+            if f]
     figs += figures(name)
     text = markdown(spec, scale, frame, planned, records, counts, out, figs)
     write_text_atomic(written["csv"], frame.assign(scale=scale).to_csv(index=False))
@@ -142,6 +144,8 @@ def markdown(spec, scale, frame, planned, records, counts: dict[str, int], where
     runs = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if k != "planned")
     lines = [f"# {spec.get('title', spec['name'])}", "", f"Table `{spec['name']}`, scale **{scale}** "
              f"({runs} of {counts['planned']} planned runs). " + (spec.get("description") or "").strip(), ""]
+    records_of = {(p.row, p.dataset): f"runs/{spec['name']}/{scale}/{p.run_id.rsplit('--s', 1)[0]}--s*.json"
+                  for p in planned}
     for key in frame["dataset"].drop_duplicates():
         part = frame[frame["dataset"] == key]
         label = spec["datasets"].get(key, {}).get("label", key)
@@ -153,13 +157,14 @@ def markdown(spec, scale, frame, planned, records, counts: dict[str, int], where
             source = "" if pd.isna(line["published"]) else f"{line['source']} ({line['published_status']}: {STATUS_MEANING.get(line['published_status'], '?')})"
             lines.append(f"| {line['row']} | {line['metric']} | {line['unit'] if isinstance(line['unit'], str) else ''} | "
                          f"{line['estimator'] if isinstance(line['estimator'], str) else ''} | {obtained_text(line)} | "
-                         f"{published_text(line)} | {source} | {line['status']} |")
+                         f"{published_text(line)} | {source} | "
+                         f"{status_cell(line, scale, records_of.get((line['row'], key), 'the run records'))} |")
         lines += ranking(spec, part) + [""]
     lines += [line for f in figures for line in (f"![{f.stem}]({relative(f, where)})", "")]
     samples = [(p.run_id, f) for p, r in zip(planned, records) if p.seed == planned[0].seed for f in r.get("figures", [])]
     if samples:
         lines += ["Sample figures (first seed): "
-                  + ", ".join(f"[{rid}/{Path(f).name}]({relative(Path(f), where)})" for rid, f in samples), ""]
+                  + ", ".join(f"[{rid}/{Path(f).name}]({relative(paths.located(f), where)})" for rid, f in samples), ""]
     lines += ["Estimators: *exact* has only the test set's sampling error (± is the standard error over test points; "
               "[low, high] is the estimator's own interval, e.g. AIS's ±3σ on log Z carried to the NLL); "
               "*upper bound* / *lower bound* bound the named quantity; *estimate* is a stochastic estimate; "

@@ -6,7 +6,6 @@ The table config format is described in :mod:`genbench.tables`.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,9 @@ import numpy as np
 import yaml
 
 from .. import paths
-from ..errors import ConfigError
+from ..config import compose  # noqa: F401 (tables compose their runs' configs through it)
+from ..errors import ConfigError, closest
+from ..identity import slug
 
 SCALES = ("smoke", "cpu", "paper")  # cpu: the paper protocol cut down to about an hour on 2 cores (optional)
 
@@ -29,8 +30,8 @@ def table_names() -> list[str]:
 
 def load_table(name: str) -> dict[str, Any]:
     path = paths.configs_dir() / "table" / f"{name}.yaml"
-    if not path.is_file():
-        raise TableError(f"unknown table {name!r}; valid: {', '.join(table_names())}")
+    if name not in table_names():
+        raise TableError(f"unknown table {name!r}{closest(name, table_names())}; valid: {', '.join(table_names())}")
     spec = yaml.safe_load(path.read_text())
     spec.setdefault("name", name)
     for key in ("datasets", "models", "metrics", "scales"):
@@ -39,21 +40,20 @@ def load_table(name: str) -> dict[str, Any]:
     return spec
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-
-
 @dataclass
 class PlannedRun:
+    """One run of a table; ``key`` names its record file (the row's ``id``, else its label, as a slug)."""
+
     row: str
     dataset: str
     seed: int
     overrides: list[str]
     published: list[str] = field(default_factory=list)
+    key: str | None = None
 
     @property
     def run_id(self) -> str:
-        return f"{slug(self.row)}--{self.dataset}--s{self.seed}"
+        return f"{slug(self.key or self.row)}--{self.dataset}--s{self.seed}"
 
 
 def plan(spec: dict[str, Any], scale: str) -> list[PlannedRun]:
@@ -68,14 +68,27 @@ def plan(spec: dict[str, Any], scale: str) -> list[PlannedRun]:
                 raise TableError(f"row {row['label']!r} names dataset {key!r}; the table has {', '.join(spec['datasets'])}")
             published = (row.get("published") or {}).get(key) or source_published(row)
             for seed in scale_cfg.get("seeds", [0]):
-                overrides = [*run_overrides(spec, scale, row, key, seed), f"seed={seed}", f"name={slug(row['label'])}"]
-                planned.append(PlannedRun(row["label"], key, seed, overrides, published))
+                name = slug(row.get("id") or row["label"])
+                overrides = [*run_overrides(spec, scale, row, key, seed), f"seed={seed}", f"name={name}"]
+                planned.append(PlannedRun(row["label"], key, seed, overrides, published, row.get("id")))
     return planned
+
+
+def check_selection(spec: dict, scale: str, planned: list[PlannedRun], rows: str | None, seeds: list[int] | None):
+    """``--rows`` and ``--seeds`` that select no run are a mistake, not a table with nothing to do."""
+    if rows is not None and not any(rows in p.row for p in planned):
+        labels = sorted({p.row for p in planned})
+        raise TableError(f"--rows {rows!r} matches no row of table {spec['name']!r} at scale {scale!r} (a row runs "
+                         f"when its label contains the text); its rows: {'; '.join(labels)}")
+    if seeds is not None and not set(seeds) & {p.seed for p in planned}:
+        valid = sorted({p.seed for p in planned})
+        raise TableError(f"--seeds {','.join(map(str, seeds))} matches no seed of table {spec['name']!r} at scale "
+                         f"{scale!r}; its seeds: {','.join(map(str, valid))}")
 
 
 def check_scale(spec: dict[str, Any], scale: str) -> None:
     if scale not in SCALES:
-        raise TableError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+        raise TableError(f"unknown scale {scale!r}{closest(scale, SCALES)}; valid: {', '.join(SCALES)}")
     if scale not in spec["scales"]:
         raise TableError(f"table {spec['name']!r} has no {scale!r} scale; it has {', '.join(spec['scales'])}")
 
@@ -132,16 +145,3 @@ def random_overrides(spec: dict[str, dict[str, list[float]]], seed: int) -> list
             raise TableError(f"random override {key}: unknown distribution {kind!r}; valid: uniform, log_uniform")
         drawn.append(f"{key}={float(f'{value:.4g}')}")
     return drawn
-
-
-def compose(overrides: list[str]) -> dict[str, Any]:
-    """The resolved config of ``configs/train.yaml`` under Hydra overrides."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(paths.configs_dir().resolve()), version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
