@@ -1,6 +1,6 @@
 """The ``genbench`` command.
 
-    genbench train [experiment=NAME] [KEY=VALUE ...] [-m]   one run (Hydra; -m: local multirun sweep)
+    genbench train [experiment=NAME] [KEY=VALUE ...] [-m] [--overwrite]   one run (Hydra; -m: local multirun sweep)
     genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
     genbench table NAME [--scale smoke|cpu|paper] [--render-only] [--rows TEXT] [--seeds 0,1]   run a table's missing runs, write it
                  [--launcher local|submitit_local|slurm|ray --workers N]   ... on N worker processes, SLURM jobs or Ray tasks
@@ -10,6 +10,9 @@
     genbench sweep NAME [--count N] [--backend wandb|optuna] [--storage URL] [--summary]
                                                             a sweep of configs/sweep/NAME.yaml (W&B's format): on the
                                                             W&B server with a W&B key, else offline through Optuna
+
+A mistake is one paragraph (exit status 2); --debug (or HYDRA_FULL_ERROR=1) shows its traceback. Results go under
+the results home ($GENBENCH_HOME, else the checkout): results/ and models/ (docs/design.md, "Runs and records").
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 from pathlib import Path
 
 from . import paths
-from .config import compose, options, search_path
+from .config import compose, options, paragraph, search_path
 from .errors import ConfigError, GenbenchError, closest
 from .identity import slug
 
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as e:
         if debug:
             raise
-        print(f"genbench {command}: {clean(e)}", file=sys.stderr)
+        print(f"genbench {command}: {paragraph(e)}", file=sys.stderr)
         return 2
 
 
@@ -69,12 +72,6 @@ def user_errors() -> tuple[type[Exception], ...]:
     from omegaconf.errors import OmegaConfBaseException
 
     return (GenbenchError, HydraException, OmegaConfBaseException)
-
-
-def clean(e: Exception) -> str:
-    """An error as one paragraph: a Hydra error without its pointer to HYDRA_FULL_ERROR, lines joined."""
-    text = str(e).strip().split("\n\nSet the environment variable HYDRA_FULL_ERROR")[0]
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 # -- train -------------------------------------------------------------------------------------------------------------
@@ -139,7 +136,7 @@ def report(rec: dict, path) -> None:
     for r in results_of(rec):
         print(f"  {r}")
     if rec.get("checkpoint"):
-        print(f"  checkpoint: {rec['checkpoint']}")
+        print(f"  checkpoint: {paths.located(rec['checkpoint'])}")
     print(f"  record: {path}")
 
 
@@ -152,6 +149,8 @@ def cmd_evaluate(args: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print the result records as JSON")
     a = p.parse_args(args)
     checkpoint = Path(a.checkpoint)
+    if not checkpoint.is_file() and not checkpoint.is_absolute():  # as a run record names it: under the results home
+        checkpoint = paths.located(a.checkpoint)
     if not checkpoint.is_file():
         raise CLIError(f"no checkpoint at {checkpoint}; runs save theirs as models/trained/<training hash>/final.ckpt "
                        f"(each run record names its own)")

@@ -57,7 +57,7 @@ def search_path() -> list[str]:
 
 def explain(overrides: list[str], error: Exception) -> str:
     """A Hydra or OmegaConf composition error as one paragraph naming the override and the valid choices."""
-    text = str(error).strip().split("\n\nSet the environment variable HYDRA_FULL_ERROR")[0]
+    text = str(error).strip().split(HYDRA_POINTER)[0]
     if m := re.search(r"Could not find '([^/']+)/([^']+)'", text):
         return unknown_option(m.group(1), m.group(2))
     if m := re.search(r"Could not override '([^']+)'|Could not delete from config\. '([^']+)' does not exist", text):
@@ -66,6 +66,15 @@ def explain(overrides: list[str], error: Exception) -> str:
         return missing_value(overrides, m.group(1))
     if "override_grammar" in text or type(error).__name__ == "OverrideParseException":
         return unreadable(overrides, text)
+    return paragraph(error)
+
+
+HYDRA_POINTER = "\n\nSet the environment variable HYDRA_FULL_ERROR"
+
+
+def paragraph(error: Exception) -> str:
+    """An error's message as one paragraph: lines joined, without Hydra's pointer to HYDRA_FULL_ERROR."""
+    text = str(error).strip().split(HYDRA_POINTER)[0]
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 

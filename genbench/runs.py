@@ -165,7 +165,7 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, t
         with Claim(ckpt_dir / "training.lock"):
             diverged = train_or_load(config, model, dm, loggers, ckpt_dir, record, callbacks)
         final = ckpt_dir / FINAL_CHECKPOINT
-        record["checkpoint"] = str(final) if final.is_file() else None
+        record["checkpoint"] = paths.stored(final) if final.is_file() else None
         if diverged:
             record["status"], record["error"] = "diverged", diverged
         else:
@@ -394,7 +394,11 @@ def learning_curve(loggers, figure_dir: Path) -> list[str]:
 
 
 def load_checkpoint(path: str | Path):
-    """(config, model in eval mode, data module) of a checkpoint written by a genbench run."""
+    """(config, model in eval mode, data module) of a checkpoint written by a genbench run; a relative path that is
+    not a file here is read as a record keeps it, relative to the results home (:func:`genbench.paths.stored`)."""
+    path = Path(path)
+    if not path.is_absolute() and not path.is_file():
+        path = paths.located(str(path))
     ckpt = read_checkpoint(path)
     if "genbench" not in ckpt:
         raise CheckpointError(f"{path} was not written by a genbench run (it has no 'genbench' config entry)")

@@ -40,11 +40,15 @@ def table_figures(spec, scale, planned, records, name: str) -> list[Path]:
         for p, r in zip(planned, records):
             if p.dataset != fig["dataset"] or p.seed != fig.get("seed", planned[0].seed):
                 continue
-            done = r.get("status") == "finished" and r.get("checkpoint") and Path(r["checkpoint"]).is_file()
-            model, dm = load_checkpoint(r["checkpoint"])[1:] if done else (None, None)
+            checkpoint = paths.located(r["checkpoint"]) if r.get("checkpoint") else None
+            done = r.get("status") == "finished" and checkpoint is not None and checkpoint.is_file()
+            model, dm = load_checkpoint(checkpoint)[1:] if done else (None, None)
             runs.append(TrainedRun(p.row, p.dataset, p.seed, r.get("status", "missing"), model, dm))
         path = paths.results_dir("figures", name, f"{scale}_{fig['file']}")
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and not any(run.model is not None for run in runs):
+            written.append(path)  # drawn before from checkpoints that are not here (a fresh clone): kept, not lost
+            continue
         try:
             out = import_object(fig["function"])(runs, path)
         except Exception as e:  # a broken figure must not cost the table: its runs are recorded, rerun --render-only

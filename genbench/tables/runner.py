@@ -94,10 +94,12 @@ def earlier_record(path: Path, config: dict, table: str, scale: str, run_id: str
 
 
 def from_reference(record: dict) -> dict:
-    """A reference record whose figure paths name the reference's files from here (they are kept relative to the
-    checkout that holds the reference)."""
+    """A reference record whose figure and checkpoint paths name the files from here (they are kept relative to
+    the checkout that holds the reference)."""
     base = paths.reference_root().resolve().parent
-    return {**record, "figures": [str(paths.located(f, base)) for f in record.get("figures", [])]}
+    checkpoint = record.get("checkpoint")
+    return {**record, "figures": [str(paths.located(f, base)) for f in record.get("figures", [])],
+            "checkpoint": str(paths.located(checkpoint, base)) if checkpoint else checkpoint}
 
 
 class MeasuredRuns:
