@@ -358,12 +358,23 @@ def strategy(name: str | None):
     return name
 
 
+PARENT_PID = os.getpid()
+"""The process that imported genbench: a rank with another pid was forked from it."""
+
+
 class RankStreams(L.Callback):
     """On several devices each rank draws its own noise (chains, latent codes, dequantization, data order): forked
     ranks start from the launching process's random state and would otherwise all draw the same numbers."""
 
     def __init__(self, seed: int):
         self.seed = seed
+
+    def setup(self, trainer, pl_module, stage):
+        """Forked ranks run one torch thread each, before DDP's first broadcast: with OMP_NUM_THREADS set in the
+        parent, a forked child's first parallel region hangs in libgomp (measured: both ranks stuck in
+        ``_sync_params_and_buffers``), as the forked table workers would (:mod:`genbench.launchers`)."""
+        if trainer.world_size > 1 and os.getpid() != PARENT_PID:
+            torch.set_num_threads(1)
 
     def on_fit_start(self, trainer, pl_module):
         if trainer.world_size > 1:

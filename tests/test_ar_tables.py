@@ -58,6 +58,7 @@ MADE32 = "MADE, 1 hidden layer, 32 masks"
 PIXELCNN = "PixelCNN (blind spot kept)"
 
 
+@pytest.mark.slow  # ~33 s on Larochelle's MNIST; NADE's exactness is tested in test_autoregressive.py
 def test_ar_mnist_smoke_nade_trains_and_is_scored_exactly(configs_copy, larochelle):
     """50 minibatches take NADE well below where it starts, the independent-pixel model (b = logit of the pixel
     means, W ≈ 0: about 206 nats on this test set), scored exactly on the 10,000 test images, beside 88.86 and

@@ -124,6 +124,7 @@ def test_a_same_as_row_naming_a_row_that_does_not_exist_says_which_rows_exist(co
         tables.plan(tables.load_table("bad"), "smoke")
 
 
+@pytest.mark.slow  # ~38 s: every family on digits; each family's own table tests stay in make test
 def test_mnist_nll_smoke_scale_on_digits(configs_copy):
     """The smoke scale end to end: every family's estimator label, MADE and PixelCNN beat independent pixels and a
     uniform pmf by a margin an untrained model cannot reach, and every row has its costs."""

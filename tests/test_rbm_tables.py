@@ -156,6 +156,7 @@ scales:
     assert d["obtained"] < 0
 
 
+@pytest.mark.slow  # ~32 s on real MNIST; the RBM's estimators are tested in test_rbm.py and test_ais.py
 @pytest.mark.mnist
 def test_rbm_mnist_smoke_on_real_mnist(mnist_root):
     frame = pd.read_csv(tables.run_table("rbm-mnist", "smoke", log=lambda *_: None)["csv"])
