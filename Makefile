@@ -41,7 +41,7 @@ bench: $(STAMP)
 
 # the start-up of `genbench --help`, `list` and of a mistake (goal: under 1 s), fastest of 5 fresh interpreters each
 bench-cli: $(STAMP)
-	$(BIN)/python -m genbench.bench_cli
+	$(BIN)/python -m genbench.bench.cli
 
 # every table at smoke scale (tables on MNIST need it in datasets/: `make data-link` or GENBENCH_DATA)
 tables-smoke: $(STAMP)

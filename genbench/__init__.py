@@ -8,3 +8,17 @@ unit, estimator kind and uncertainty.
 """
 
 __version__ = "0.1.0"
+
+LAYERS = (
+    ("core",),                                   # errors, paths, registry, claims, progress, tensor helpers
+    ("data", "nn", "published", "loggers"),      # data modules, network pieces, published numbers, loggers
+    ("models",),                                 # the families and their contract
+    ("evaluation",),                             # evaluators: (model, data) -> result records
+    ("runs",),                                   # one run: config, identity, training, records
+    ("tables",),                                 # a paper's comparison: runs aggregated, rendered
+    ("sweeps", "launchers", "readme"),           # many runs: sweeps, workers, the README's numbers
+    ("bench",),                                  # speed
+    ("cli",),                                    # the command
+)
+"""genbench's packages and modules from the bottom up: each imports only from layers below its own (siblings in one
+layer know nothing of each other), and no import cycle exists (tests/test_layers.py checks both)."""

@@ -24,19 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths
-from .config import compose, options, paragraph, search_path
-from .errors import ConfigError, GenbenchError, closest
-from .identity import slug
+from .core import paths
+from .core.errors import CLIError, ConfigError, GenbenchError, closest
+from .runs.config import compose, options, paragraph, search_path
+from .runs.identity import slug
 
 USAGE = __doc__
 
 WRITES = ("train", "evaluate", "table", "compare", "demo", "sweep")
 """Commands that write under the results home: it is checked before any work."""
-
-
-class CLIError(GenbenchError):
-    """A user error: printed as one paragraph, exit status 2."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,10 +82,10 @@ def cmd_train(args: list[str]) -> int:
     import hydra
     from omegaconf import OmegaConf
 
-    from .identity import train_run_id
-    from .runs import claim_run, train_and_evaluate
-    from .schema import check_config
-    from .store import read_record
+    from .runs.execute import claim_run, train_and_evaluate
+    from .runs.identity import train_run_id
+    from .runs.schema import check_config
+    from .runs.store import read_record
 
     OmegaConf.register_new_resolver("genbench_results", lambda part: str(paths.results_dir(part)), replace=True)
     status = {"code": 0}
@@ -131,7 +127,7 @@ def report(rec: dict, path) -> None:
     for key in ("error", "kept_record", "record_error"):
         if rec.get(key):
             print(rec[key], file=sys.stderr)
-    from .runs import results_of
+    from .runs.execute import results_of
 
     for r in results_of(rec):
         print(f"  {r}")
@@ -155,8 +151,8 @@ def cmd_evaluate(args: list[str]) -> int:
         raise CLIError(f"no checkpoint at {checkpoint}; runs save theirs as models/trained/<training hash>/final.ckpt "
                        f"(each run record names its own)")
     from .evaluation import evaluate
-    from .identity import digest
-    from .runs import load_checkpoint
+    from .runs.checkpoints import load_checkpoint
+    from .runs.identity import digest
 
     config, model, dm = load_checkpoint(checkpoint)
     figure_dir = paths.results_dir("figures", "evaluate", f"{slug(checkpoint.parent.name)}-{digest(str(checkpoint.resolve()))[:8]}")
@@ -253,8 +249,8 @@ def cmd_compare(args: list[str]) -> int:
 def compared_row(model: str, extra: list[str]) -> dict:
     """The row of a compared model: a registered name, or a user's ``file.py:Class`` / ``module:Class``, whose
     record file is named by the class and the resolved source, so two models never share a record."""
-    from .identity import digest, model_source
-    from .registry import MODELS
+    from .core.registry import MODELS
+    from .runs.identity import digest, model_source
 
     if (paths.configs_dir() / "model" / f"{model}.yaml").is_file():
         return {"label": f"{model} (compared)", "id": f"{model}-compared", "overrides": [f"model={model}", *extra]}
@@ -279,8 +275,8 @@ def cmd_demo(args: list[str]) -> int:
 # -- list, sweep -------------------------------------------------------------------------------------------------------
 
 def cmd_list(args: list[str]) -> int:
+    from .core.registry import DATA_MODULES, MODELS
     from .published import load_published
-    from .registry import DATA_MODULES, MODELS
     from .tables.spec import table_names
 
     what = args[0] if args else "all"
@@ -303,7 +299,7 @@ def cmd_list(args: list[str]) -> int:
 
 def cmd_sweep(args: list[str]) -> int:
     """A sweep from configs/sweep/NAME.yaml (W&B's format): on the W&B server when a key is set, else through Optuna."""
-    from .logging import wandb_online
+    from .loggers import wandb_online
     from .sweeps import load_sweep, run_sweep, summarize, sweep_names
 
     p = argparse.ArgumentParser(prog="genbench sweep", description="Run a sweep of configs/sweep/NAME.yaml.")

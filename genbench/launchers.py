@@ -5,12 +5,12 @@
 a new interpreter's 4-5 s of imports); submitit starts N worker jobs (local processes, or SLURM jobs with the
 resources of ``configs/launcher/NAME.yaml``); Ray starts N worker tasks (on a local Ray instance, or on the cluster
 ``configs/launcher/ray.yaml`` names).
-Each worker runs the table's missing runs; the runs' claims (one lock per run, :func:`genbench.runs.claim_run`)
+Each worker runs the table's missing runs; the runs' claims (one lock per run, :func:`genbench.runs.execute.claim_run`)
 split them between the workers, so no run is trained twice, and a run whose worker died is left unfinished for the
 next launch (its training resumes from its last epoch). The table renders in the launching process once every
 worker has ended. Workers rather than one job per run: submitit's local executor starts every job at once, and a
 worker holds one run's resources however many runs the table has. The records, checkpoints and claims must be on a
-filesystem every worker sees (``GENBENCH_HOME``, :mod:`genbench.paths`).
+filesystem every worker sees (``GENBENCH_HOME``, :mod:`genbench.core.paths`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from . import paths
-from .errors import ConfigError
+from .core import paths
+from .core.errors import ConfigError
 from .tables import Render, load_table, plan, run_table
 
 LAUNCHERS = ("local", "submitit_local", "slurm", "ray")
@@ -107,7 +107,7 @@ def ray_workers(launcher: str, name: str, scale: str, workers: int, picked: dict
 
 def table_worker(name: str, scale: str, env: dict[str, str], threads: int | None, picked: dict[str, Any]) -> None:
     """One worker: the table's runs that no other worker has claimed (runs in the worker's own process). ``env``:
-    the launching process's results home and folders (:func:`genbench.paths.environment`; a SLURM job may start
+    the launching process's results home and folders (:func:`genbench.core.paths.environment`; a SLURM job may start
     elsewhere)."""
     os.environ.update(env)
     if threads:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError
+from .core.errors import PublishedError
 
 METRICS = {
     # metric -> allowed units
@@ -62,10 +62,6 @@ STD_KINDS = ("std", "std_error", "3std", "2std", "unstated")
 """What the source's ± means; ``unstated`` when it prints a ± without saying."""
 
 _ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-
-
-class PublishedError(ConfigError):
-    """A malformed or duplicate published-number record; names the file and id."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +157,7 @@ def load_published(folder: str | Path | None = None) -> dict[str, Published]:
     typo cannot silently shadow or mislabel an anchor.
     """
     if folder is None:
-        from genbench.paths import configs_dir
+        from genbench.core.paths import configs_dir
 
         folder = configs_dir() / "published"
     folder = Path(folder)

@@ -25,7 +25,7 @@ table row it holds no ``|`` (GitHub would split the cell).
 ``python -m genbench.readme`` (``make readme``) rewrites every marker's text from the renders; ``--check`` writes
 nothing and exits 1 with one line per marker whose text differs from its render or that names a table, scale,
 row, dataset, metric or field the render lacks (with what exists). It imports the standard library,
-:mod:`genbench.paths` and :mod:`genbench.store` only: the check takes a fraction of a second, without torch.
+:mod:`genbench.core.paths` and :mod:`genbench.runs.store` only: the check takes a fraction of a second, without torch.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .store import write_text_atomic
+from .core import paths
+from .runs.store import write_text_atomic
 from .tables.formatting import fmt
 
 MARKER = re.compile(r"<!--n\s(?P<spec>.*?)-->(?P<text>.*?)<!--/n-->")

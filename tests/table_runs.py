@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from genbench import tables
-from genbench.paths import results_dir
+from genbench.core.paths import results_dir
 
 
 def run(name: str):

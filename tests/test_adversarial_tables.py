@@ -14,7 +14,7 @@ import yaml
 from table_runs import records_of, result, run
 
 import genbench.tables as tables
-from genbench.runs import load_checkpoint
+from genbench.runs.checkpoints import load_checkpoint
 
 SMALL_2D = ["data.train_size=1000", "data.val_size=0", "data.test_size=2000"]
 GRID25_MEANS = torch.tensor([[a, b] for a in (-4.0, -2.0, 0.0, 2.0, 4.0) for b in (-4.0, -2.0, 0.0, 2.0, 4.0)],

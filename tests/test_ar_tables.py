@@ -10,8 +10,8 @@ import yaml
 from table_runs import obtained, records_of, result, run
 
 from genbench import tables
-from genbench.paths import results_dir
-from genbench.runs import load_checkpoint
+from genbench.core.paths import results_dir
+from genbench.runs.checkpoints import load_checkpoint
 
 
 def keep_rows(configs, name, rows, datasets=None):

@@ -12,9 +12,9 @@ import lightning as L
 import pytest
 import torch
 
+from genbench.core.errors import ConfigError
 from genbench.data import build_datamodule
 from genbench.data.base import DataInfo, DataSpace
-from genbench.errors import ConfigError
 from genbench.evaluation.likelihood import likelihood_records
 from genbench.models.autoregressive import MADE, NADE, BestValidation, PixelCNN
 from genbench.models.baselines import IndependentBernoulli
@@ -364,7 +364,7 @@ def test_each_model_trained_on_digits_beats_an_untrained_one_and_independent_pix
 # -- what the speed report counts -------------------------------------------------------------------------------------
 
 def test_bench_counts_the_products_of_nade_and_pixelcnn():
-    from genbench.bench_ar import conv_flops, nade_flops
+    from genbench.bench.ar import conv_flops, nade_flops
 
     assert nade_flops(784, 500, naive=False) == 4 * 784 * 500
     assert nade_flops(784, 500, naive=True) == 2 * 784 * 784 * 500 + 2 * 784 * 500

@@ -2,12 +2,12 @@
 
 import torch
 
-from genbench.bench import markdown
-from genbench.bench_vae import _burda_model, decoder_flops_per_row
+from genbench.bench.run import markdown
+from genbench.bench.vae import burda_model, decoder_flops_per_row
 
 
 def test_the_bound_floor_counts_the_decoder_products_of_burdas_model():
-    model = _burda_model((torch.rand(100, 784) < 0.2).float())
+    model = burda_model((torch.rand(100, 784) < 0.2).float())
     assert decoder_flops_per_row(model) == 2 * (50 * 200 + 200 * 200 + 200 * 784)  # 50 → 200 → 200 → 784 logits
 
 
@@ -24,9 +24,9 @@ def test_the_report_states_the_vae_ratios_against_their_floor_and_a_bare_loop():
 def test_the_cross_family_cost_section_sums_what_the_records_hold(genbench_home):
     """(i) reads the table's records: a copied row names its source, a reused training has no run time of its own,
     and the total counts each run once."""
-    from genbench.bench import recorded_costs
-    from genbench.paths import results_dir
-    from genbench.store import save_record
+    from genbench.bench.run import recorded_costs
+    from genbench.core.paths import results_dir
+    from genbench.runs.store import save_record
 
     folder = results_dir("runs", "mnist-nll", "cpu")
     cpu = {"cpu": "Some CPU (AVX2)"}
@@ -46,7 +46,7 @@ def test_the_cross_family_cost_section_sums_what_the_records_hold(genbench_home)
 
 def test_the_step_floor_records_the_products_of_forward_and_backward():
     """A Linear layer on an input without gradient: its forward product and its weight gradient's, nothing else."""
-    from genbench.bench_steps import flops, products_of
+    from genbench.bench.steps import flops, products_of
 
     layer, x = torch.nn.Linear(3, 4), torch.randn(5, 3)
     products = products_of(lambda: layer(x).sum().backward())
@@ -56,7 +56,7 @@ def test_the_step_floor_records_the_products_of_forward_and_backward():
 
 
 def test_the_report_states_step_peer_and_parallel_ratios_with_their_goals(tmp_path):
-    from genbench.bench_steps import ratios_figure
+    from genbench.bench.steps import ratios_figure
 
     row = {"label": "GAN 2D toy", "parameters": 890003, "gflop": 0.93, "lightning_s": 0.0086, "bare_s": 0.0081,
            "floor_s": 0.0031, "lightning_over_bare": 1.06, "bare_over_floor": 2.6, "floor_gflops": 300.0}

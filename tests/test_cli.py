@@ -10,7 +10,7 @@ import pytest
 
 import genbench.data.files as files
 from genbench.cli import main
-from genbench.paths import results_dir
+from genbench.core.paths import results_dir
 
 
 def run(capsys, *args):

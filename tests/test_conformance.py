@@ -6,10 +6,10 @@ import lightning as L
 import pytest
 import torch
 
+from genbench.core.paths import configs_dir
+from genbench.core.registry import resolve
 from genbench.data import build_datamodule
 from genbench.models import MODELS, build_model, capabilities
-from genbench.paths import configs_dir
-from genbench.registry import resolve
 from genbench.tables import compose
 
 DATA_FOR_SPACE = {"binary": {"name": "digits", "variant": "dynamic"},

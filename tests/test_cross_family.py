@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from genbench import tables
-from genbench.paths import models_dir, results_dir
-from genbench.identity import config_hash
+from genbench.core.paths import models_dir, results_dir
+from genbench.runs.identity import config_hash
 from genbench.tables.aggregate import cost_results
-from genbench.tables.spec import TableError, same_as
+from genbench.tables.spec import same_as
+from genbench.core.errors import TableError
 
 
 def same_as_runs():

@@ -24,9 +24,10 @@ import pytest
 import torch
 
 from genbench.data import build_datamodule, files, images, mnist
-from genbench.data.files import ChecksumError, DataUnavailableError, file_digest
+from genbench.data.files import file_digest
 from genbench.data.images import CIFAR10DataModule, SVHNDataModule, random_hflip
 from genbench.data.mnist import MNISTDataModule
+from genbench.core.errors import ChecksumError, DataUnavailableError
 
 N_TRAIN, N_TEST = 30, 10
 REPO = Path(__file__).resolve().parent.parent
@@ -380,8 +381,9 @@ def link_into(tmp: Path, source: Path, names) -> None:
 
 @pytest.mark.mnist
 def test_real_mnist(tmp_path):
-    from genbench.paths import data_root
     from torchvision.datasets import MNIST
+
+    from genbench.core.paths import data_root
 
     official = dict(MNIST.resources)
     source = find_real([data_root() / "MNIST" / "raw", data_root() / "mnist", SHARED / "mnist"], official)
@@ -400,7 +402,7 @@ def test_real_mnist(tmp_path):
 
 @pytest.mark.mnist
 def test_real_larochelle(tmp_path):
-    from genbench.paths import data_root
+    from genbench.core.paths import data_root
 
     names = list(mnist.LAROCHELLE_FILES)
     source = find_real([data_root() / "binarized_mnist", SHARED / "binarized_mnist"], names)

@@ -10,7 +10,8 @@ import torch
 
 from genbench.data import build_datamodule
 from genbench.models import build_model
-from genbench.runs import RankStreams, strategy, train_and_evaluate
+from genbench.runs.callbacks import RankStreams
+from genbench.runs.execute import strategy, train_and_evaluate
 from genbench.tables import compose
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 import genbench.tables as tables
+from genbench.core.errors import ConfigError, GenbenchError, ModelContractError
 from genbench.data import DataSpace, build_datamodule
-from genbench.errors import ConfigError, GenbenchError, ModelContractError
-from genbench.evaluation import evaluate
 from genbench.evaluation import decoder_ais as da
-from genbench.evaluation.ais import _log_mean_exp
+from genbench.evaluation import evaluate
+from genbench.evaluation.ais import log_mean_exp
 from genbench.models import build_model
 
 
@@ -125,7 +125,7 @@ def test_ais_weights_are_unbiased_even_with_five_temperatures():
     obs = da.observation_model(model, info(dim=3), variance=model.var)
     logp, logw, _ = da.ais_log_prob(obs.log_prob, x, 2, da.sigmoid_schedule(5), chains=20000, leapfrog_steps=5,
                                     initial_step=0.3, generator=gen(2))
-    log_mean, log_se = _log_mean_exp(logw, 1)
+    log_mean, log_se = log_mean_exp(logw, 1)
     se = torch.exp(log_se - log_mean)  # delta method: se(w̄)/w̄
     assert torch.equal(logp, log_mean)
     assert ((logp - model.exact_log_prob(x)).abs() < 4 * se).all(), (logp - model.exact_log_prob(x), se)

@@ -21,9 +21,10 @@ import torch
 
 from genbench import tables
 from genbench.cli import main
-from genbench.paths import models_dir, results_dir
-from genbench.runs import FINAL_CHECKPOINT, LAST_CHECKPOINT, train_and_evaluate
-from genbench.store import read_record
+from genbench.core.paths import models_dir, results_dir
+from genbench.runs.checkpoints import FINAL_CHECKPOINT, LAST_CHECKPOINT
+from genbench.runs.execute import train_and_evaluate
+from genbench.runs.store import read_record
 from genbench.tables import compose
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,12 +15,12 @@ import yaml
 from matplotlib.image import imread
 
 from genbench import tables
+from genbench.core.paths import results_dir
 from genbench.data import build_datamodule
 from genbench.data.base import DataInfo, DataSpace
 from genbench.evaluation import flow_figures as ff
 from genbench.models.flows import NICE
-from genbench.paths import results_dir
-from genbench.runs import load_checkpoint
+from genbench.runs.checkpoints import load_checkpoint
 
 UNTRAINED = "trainer.max_epochs=0"  # the same row, scored without a single training step
 

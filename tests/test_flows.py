@@ -8,8 +8,8 @@ import lightning as L
 import pytest
 import torch
 
+from genbench.core.transforms import bits_per_dim, logit_transform, nll_in_pixel_units
 from genbench.data.base import DataInfo, DataSpace
-from genbench.data.transforms import bits_per_dim, logit_transform, nll_in_pixel_units
 from genbench.models.flows import NICE, RealNVP
 from genbench.nn import flows as fl
 

@@ -12,7 +12,7 @@ import yaml
 
 from genbench import tables
 from genbench.cli import main
-from genbench.errors import ConfigError
+from genbench.core.errors import ConfigError
 from genbench.launchers import launch_table
 
 MOB = {"label": "MoB (K=10)", "overrides": ["model=mixture_of_bernoullis", "model.components=10", "trainer.max_epochs=5"]}

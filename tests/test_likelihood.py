@@ -7,14 +7,13 @@ import math
 import pytest
 import torch
 
+from genbench.core.errors import GenbenchError
+from genbench.core.transforms import bits_per_dim, dequantize, logit_transform, nll_in_pixel_units, rescale
 from genbench.data.base import DataInfo, DataSpace
 from genbench.data.gmm2d import grid25, ring8
-from genbench.data.transforms import bits_per_dim, dequantize, logit_transform, nll_in_pixel_units, rescale
-from genbench.errors import GenbenchError
 from genbench.evaluation.ais import ais_log_z, base_rate_biases, raise_log_prob, sm_schedule
 from genbench.evaluation.likelihood import likelihood_records as likelihood
 from genbench.nn.rbm import exact_log_prob, exact_log_z, free_energy, noisy_parameters
-
 
 # Dinh 2018, Table 5.1: mean log-likelihood (nats, of data rescaled with noise U(0, δ)) → bits/dim.
 TABLE_5_1 = [  # (dataset, log-likelihood, D, δ, published bits/dim)

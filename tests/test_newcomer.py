@@ -22,12 +22,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genbench import paths
 from genbench.cli import main
-from genbench.config import compose
-from genbench.paths import results_dir
-from genbench.runs import train_and_evaluate
-from genbench.store import read_record
+from genbench.core import paths
+from genbench.core.paths import results_dir
+from genbench.runs.config import compose
+from genbench.runs.execute import train_and_evaluate
+from genbench.runs.store import read_record
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -207,7 +207,7 @@ def test_an_edited_model_file_is_run_again(tiny, tmp_path, capsys):
 # -- 4. one paragraph per mistake ---------------------------------------------------------------------------------------
 
 BAD_INPUTS = {
-    # numbers (genbench/schema.py)
+    # numbers (genbench/runs/schema.py)
     "epochs -1": (["train", "trainer.max_epochs=-1"], "trainer.max_epochs=-1"),
     "epochs 0": (["train", "trainer.max_epochs=0"], "trainer.max_epochs=0"),
     "epochs a word": (["train", "trainer.max_epochs=two"], "trainer.max_epochs='two'"),
@@ -281,7 +281,7 @@ def test_a_home_that_cannot_hold_results_is_one_paragraph(home, tmp_path, monkey
 
 
 def test_debug_shows_the_traceback(capsys):
-    from genbench.errors import ConfigError
+    from genbench.core.errors import ConfigError
 
     with pytest.raises(ConfigError):
         main(["train", "model=vae", "model.latnet=10", "--debug"])
@@ -351,7 +351,7 @@ def test_lists_and_mistakes_answer_without_importing_torch(args):
 def test_a_long_reason_is_whole_in_the_csv_and_shortened_in_the_markdown(tiny, tmp_path, capsys):
     reason = "a very long reason " * 30 + "THE END"
     (tmp_path / "loud.py").write_text(textwrap.dedent(f'''
-        from genbench.errors import GenbenchError
+        from genbench.core.errors import GenbenchError
 
         class Loud:
             def __init__(self, info):

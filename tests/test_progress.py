@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from genbench import progress as P
+from genbench.core import progress as P
 from genbench.data.base import DataInfo, DataSpace
 from genbench.evaluation.ais import ais_log_z, raise_log_prob, schedule
 from genbench.evaluation.likelihood import likelihood_records
@@ -29,8 +29,8 @@ class Terminal(io.StringIO):
 
 @pytest.fixture
 def lines(caplog):
-    caplog.set_level(logging.INFO, logger="genbench.progress")
-    return lambda: [r.getMessage() for r in caplog.records if r.name == "genbench.progress"]
+    caplog.set_level(logging.INFO, logger="genbench.core.progress")
+    return lambda: [r.getMessage() for r in caplog.records if r.name == "genbench.core.progress"]
 
 
 @pytest.fixture(autouse=True)

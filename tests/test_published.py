@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genbench.paths import configs_dir
-from genbench.published import Published, PublishedError, load_published
+from genbench.core.paths import configs_dir
+from genbench.published import Published, load_published
+from genbench.core.errors import PublishedError
 
 ANCHORS = Path(__file__).with_name("published_anchors.csv")
 

@@ -12,16 +12,15 @@ import torch.nn.functional as F
 import yaml
 from scipy.stats import chisquare
 
+import genbench.models.rbm as rbm_module
+from genbench.core.bernoulli import bernoulli
+from genbench.core.paths import configs_dir
 from genbench.data import build_datamodule
 from genbench.data.base import DataInfo, DataSpace
 from genbench.models import build_model
 from genbench.models.constraints import Constraints, chimera_mask, random_mask
-import genbench.models.rbm as rbm_module
 from genbench.models.rbm import RBM, _conditional
-from genbench.nn.bernoulli import bernoulli
 from genbench.nn.rbm import noisy_parameters
-from genbench.paths import configs_dir
-
 
 # -- brute-force oracles ------------------------------------------------------------------------
 
@@ -153,7 +152,7 @@ def test_fast_uniforms_are_the_documented_cut_of_pcg64dxsm_words_and_resume_from
     every recorded RBM run and AIS estimate drew: a faster fill must keep it), continued exactly from a saved state."""
     import numpy as np
 
-    from genbench.nn.uniforms import Uniforms
+    from genbench.core.uniforms import Uniforms
 
     u = Uniforms(torch.Generator().manual_seed(3), torch.float32, torch.device("cpu"))
     words = np.random.PCG64DXSM()

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from table_runs import records_of
 
 import genbench.tables as tables
-from genbench.paths import configs_dir
-from table_runs import records_of
+from genbench.core.paths import configs_dir
 
 PARSER = OverridesParser.create()
 
@@ -179,7 +179,7 @@ def test_rbm_constraints_smoke_on_real_mnist(mnist_root):
 
 
 def test_bench_report_names_what_was_not_measured_and_the_float32_floor():
-    from genbench.bench import markdown
+    from genbench.bench.run import markdown
 
     pcd = {"sklearn_float32_s": 5.0, "genbench_lightning_s": 4.0, "genbench_core_s": 3.5, "floor_s": 2.0, "ratio": 0.8}
     text = markdown({"date": "d", "machine": "m", "load_average_before": 0.1, "pcd_epoch": pcd})

@@ -10,9 +10,9 @@ import sys
 import pytest
 import yaml
 
-from genbench import schema
-from genbench.errors import ConfigError
-from genbench.paths import configs_dir
+from genbench.core.errors import ConfigError
+from genbench.core.paths import configs_dir
+from genbench.runs import schema
 from genbench.tables.spec import compose, load_table, plan, table_names
 
 MISTAKES = [  # (overrides, what the message says)
@@ -133,7 +133,7 @@ def test_every_number_in_the_shipped_configs_has_a_rule():
     leaves = list(shipped_leaves())
     assert len(leaves) > 100
     uncovered = [where for where, key in leaves if schema.rule_for(key) is None]
-    assert not uncovered, f"numbers without a rule in genbench.schema.RULES: {uncovered}"
+    assert not uncovered, f"numbers without a rule in genbench.runs.schema.RULES: {uncovered}"
 
 
 def one_run_per_row_and_dataset(name: str):
@@ -167,7 +167,7 @@ def test_a_table_with_a_corrupted_value_no_longer_composes(configs_copy):
 
 
 def test_the_schema_imports_nothing_heavy():
-    code = ("import sys, genbench.schema; heavy = {'torch', 'numpy', 'lightning', 'hydra', 'omegaconf', 'yaml'}; "
+    code = ("import sys, genbench.runs.schema; heavy = {'torch', 'numpy', 'lightning', 'hydra', 'omegaconf', 'yaml'}; "
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

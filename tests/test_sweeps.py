@@ -1,4 +1,4 @@
-"""Offline sweeps (genbench/sweeps.py): W&B sweep YAMLs through Optuna, end to end on the bundled digits.
+"""Offline sweeps (genbench/sweeps/): W&B sweep YAMLs through Optuna, end to end on the bundled digits.
 
 Real Optuna studies in SQLite and real runs (a mixture of Bernoullis trains in well under a second); the kill and
 two-worker tests start real `genbench sweep` processes.
@@ -19,10 +19,10 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from genbench.cli import main
-from genbench.errors import ConfigError
-from genbench.identity import config_hash
-from genbench.paths import home, results_dir
-from genbench.store import read_record
+from genbench.core.errors import ConfigError
+from genbench.core.paths import home, results_dir
+from genbench.runs.identity import config_hash
+from genbench.runs.store import read_record
 from genbench.sweeps import (check_composes, default_storage, load_sweep, make_sampler, parse_sweep, run_sweep,
                              sweep_names)
 from genbench.tables import compose
@@ -316,9 +316,10 @@ def test_every_shipped_sweep_translates_and_composes(name):
 def test_a_silent_trial_of_another_host_is_retried_after_the_grace_period(configs_copy, monkeypatch):
     """Another machine's dead worker holds no claim here: its trial is failed and queued again by heartbeat."""
     from genbench import sweeps
+    from genbench.sweeps import study as sweep_study
 
-    monkeypatch.setattr(sweeps, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(sweeps, "GRACE_S", 2)
+    monkeypatch.setattr(sweep_study, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(sweep_study, "GRACE_S", 2)
     write_sweep(configs_copy, "remote", "  model.components: {values: [2, 5]}")
     study, rdb = sweeps.open_study(load_sweep("remote"))
     trial = study.ask()

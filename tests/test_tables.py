@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 import genbench.tables as tables
-from genbench.identity import config_hash, is_current
-from genbench.paths import configs_dir, results_dir
+from genbench.core.paths import configs_dir, results_dir
+from genbench.runs.identity import config_hash, is_current
 from genbench.tables import runner
 
 HQ_ANALYTIC = 100 * (1 - math.exp(-4.5))  # % of a 2D isotropic Gaussian within 3 standard deviations: 98.889
@@ -217,7 +217,7 @@ class CtrlC(L.LightningModule):
 
 
 def test_ctrl_c_inside_training_is_recorded_as_interrupted_not_finished(tmp_path):
-    from genbench.runs import train_and_evaluate
+    from genbench.runs.execute import train_and_evaluate
 
     (tmp_path / "ctrlc.py").write_text(INTERRUPTED)
     config = tables.compose(["data=digits", "model=custom", f"model.name={tmp_path / 'ctrlc.py'}:CtrlC"])
@@ -228,7 +228,7 @@ def test_ctrl_c_inside_training_is_recorded_as_interrupted_not_finished(tmp_path
 
 
 def test_runs_that_differ_only_in_evaluation_share_one_training(configs_copy):
-    from genbench.runs import train_and_evaluate
+    from genbench.runs.execute import train_and_evaluate
 
     base = ["data=digits", "model=mixture_of_bernoullis", "trainer.max_epochs=3"]
     first = train_and_evaluate(tables.compose(base), results_dir("a.json"), "a")
@@ -324,7 +324,7 @@ def test_curves_plot_the_swept_rows_and_skip_rows_not_run(tiny_table, configs_co
 
 
 def test_each_scale_of_a_table_keeps_its_own_run_figures():
-    from genbench.runs import figure_dir_for
+    from genbench.runs.execute import figure_dir_for
 
     smoke = figure_dir_for(results_dir("runs", "t", "smoke", "r.json"), "r")
     paper = figure_dir_for(results_dir("runs", "t", "paper", "r.json"), "r")

@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from genbench.core.errors import ConfigError, GenbenchError
 from genbench.data import build_datamodule
 from genbench.data.base import DataInfo, DataSpace
-from genbench.errors import ConfigError, GenbenchError
 from genbench.evaluation.likelihood import active_units, likelihood_records
 from genbench.models.vae import BURDA_PASSES, VAE, burda_lr_factor
 from genbench.nn.vae import BernoulliObservation, LogisticObservation, discretized_logistic_log_prob

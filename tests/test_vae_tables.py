@@ -8,10 +8,10 @@ import math
 
 import pytest
 import yaml
+from table_runs import obtained, records_of, result, run
 
 import genbench.tables as tables
-from genbench.paths import configs_dir
-from table_runs import obtained, records_of, result, run
+from genbench.core.paths import configs_dir
 
 UNTRAINED = "trainer.max_epochs=0"
 

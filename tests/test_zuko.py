@@ -12,10 +12,10 @@ import pytest
 import torch
 import zuko
 
+from genbench.core.errors import ConfigError
+from genbench.core.transforms import dequantize
 from genbench.data import build_datamodule
 from genbench.data.base import DataInfo, DataSpace
-from genbench.data.transforms import dequantize
-from genbench.errors import ConfigError
 from genbench.evaluation.likelihood import likelihood_records
 from genbench.models import build_model
 from genbench.models.zuko_flows import ZukoFlow, zuko_builders

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 from matplotlib.image import imread
+from test_flow_tables import EASY_MEANS, EASY_STD, UNTRAINED, assert_published_columns_match_the_yaml, record, value
 
 from genbench import tables
 from genbench.cli import main
-from genbench.paths import results_dir
-from test_flow_tables import EASY_MEANS, EASY_STD, UNTRAINED, assert_published_columns_match_the_yaml, record, value
+from genbench.core.paths import results_dir
 
 NSF_ROW = "NSF, zuko (8 rational-quadratic spline transforms, 8 bins, 2 × 64 ReLU)"
 MAF_ROWS = {"gaussian": "Gaussian (zuko GMM, 1 component, full covariance: training mean and covariance)",
@@ -109,8 +109,8 @@ def test_gaussian_row_reproduces_the_published_logit_space_number(mnist_root, co
     dequantization noise (computed here): log p(y) = −NLL(x̃) − E[log|dy/dx̃|]. Measured −1364.1 ± 0.7 (s.e.)."""
     import torch
 
+    from genbench.core.transforms import dequantize
     from genbench.data import build_datamodule
-    from genbench.data.transforms import dequantize
     from genbench.models.flows import logit_space
 
     edit(configs_copy, "maf-table-2", lambda spec: spec.update(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import DATA_MODULES, resolve
+from ..core.registry import DATA_MODULES, resolve
 from .base import DataInfo, DataSpace, TensorDataModule
-
 
 
 def build_datamodule(cfg: dict[str, Any]) -> TensorDataModule:

@@ -2,7 +2,7 @@
 
 1,797 images with 17 grey levels (0..16). Fixed split from a permutation with
 seed 0: 1,257 train, 180 validation, 360 test. Variants: the binary ones of
-:data:`~genbench.data.transforms.BINARIZATIONS` on intensities x/16, and
+:data:`~genbench.data.binarize.BINARIZATIONS` on intensities x/16, and
 ``integer`` (the 17-level images as a discrete data space).
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from sklearn.datasets import load_digits
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from .binarize import BINARIZATIONS, binarize_splits
 from .base import DataSpace, TensorDataModule, seeded_split
-from .transforms import BINARIZATIONS, binarize_splits
 
 SPLIT_SIZES = {"train": 1257, "val": 180, "test": 360}
 VARIANTS = (*BINARIZATIONS, "integer")

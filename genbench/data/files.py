@@ -27,21 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
-from ..errors import GenbenchError
+from ..core.errors import ChecksumError, DataUnavailableError
 
 HOW_TO_POINT = (
     "To use a copy already on disk, set the data root with the config key `data.root=PATH` "
     "or the GENBENCH_DATA environment variable (inside the project, `make data-link` links "
     "../shared/data into datasets/)."
 )
-
-
-class DataUnavailableError(GenbenchError, RuntimeError):
-    """Data files are missing and could not be downloaded."""
-
-
-class ChecksumError(GenbenchError, RuntimeError):
-    """A data file is present but is not the official file."""
 
 
 class RemoteFile(NamedTuple):

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .base import DataSpace, TensorDataModule, tensor_checksum
 
 SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}

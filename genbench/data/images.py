@@ -34,8 +34,8 @@ import torch
 from torchvision.datasets import CIFAR10, SVHN
 from torchvision.datasets.utils import extract_archive
 
-from ..errors import ConfigError
-from ..paths import data_root
+from ..core.errors import ConfigError
+from ..core.paths import data_root
 from .base import DataSpace, TensorDataModule
 from .files import RemoteFile, require_files, torchvision_errors
 

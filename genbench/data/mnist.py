@@ -5,7 +5,7 @@ Variants (the ``variant`` argument; the data protocol is printed as ``mnist/<var
 * ``grey``: the 8-bit images, a discrete data space with 256 levels (flows
   dequantize them; see docs/design.md, "Data spaces").
 * ``dynamic``, ``fixed``, ``threshold``: binary images from the intensities
-  x/255 by :func:`~genbench.data.transforms.binarize_splits` (``dynamic``
+  x/255 by :func:`~genbench.data.binarize.binarize_splits` (``dynamic``
   resamples the training images every time they are seen; its validation
   and test sets are one Bernoulli sample seeded by ``binarize_seed``).
 * ``larochelle``: the official fixed binarization of Larochelle & Murray
@@ -18,7 +18,7 @@ minus the last ``val_size`` (default 0: the published protocols train on all
 60,000 and have no validation set), val = those last ``val_size`` images,
 test = the 10,000 test images. Labels are in ``split_labels``.
 
-Files, under the data root (:func:`genbench.paths.data_root`):
+Files, under the data root (:func:`genbench.core.paths.data_root`):
 
 * ``MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``: torchvision's
   layout, so an existing torchvision root works as is. The shared copy's
@@ -48,11 +48,11 @@ import torch
 from torchvision.datasets import MNIST as _TorchvisionMNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from ..errors import ConfigError
-from ..paths import data_root
+from ..core.errors import ChecksumError, ConfigError
+from ..core.paths import data_root
+from .binarize import BINARIZATIONS, binarize_splits
 from .base import DataSpace, TensorDataModule
-from .files import ChecksumError, RemoteFile, require_files, torchvision_errors
-from .transforms import BINARIZATIONS, binarize_splits
+from .files import RemoteFile, require_files, torchvision_errors
 
 VARIANTS = ("grey", *BINARIZATIONS, "larochelle")
 

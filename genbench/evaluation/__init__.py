@@ -13,7 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from ..errors import ModelContractError
+from ..core.errors import ModelContractError
 from .likelihood import likelihood_records
 from .records import Result
 

@@ -4,7 +4,7 @@ Pure functions of the parameters ``(W, b, c)``; the free energy and the exact
 log Z they are tested against live in :mod:`genbench.nn.rbm`, with the
 conventions (docs/design.md, "Estimators"): ``E(v, h) = −bᵀv − cᵀh − hᵀWv``,
 ``W`` [H, V], ``p(h=1|v) = σ(Wv + c)``, ``p(v=1|h) = σ(Wᵀh + b)``. Every
-annealing run reports its progress (:mod:`genbench.progress`).
+annealing run reports its progress (:mod:`genbench.core.progress`).
 
 Annealing path (shared by AIS and RAISE). The base model A is an RBM with
 ``W_A = 0``, ``c_A = 0`` and visible biases ``b_A`` (the base-rate model of
@@ -42,11 +42,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from ..nn.bernoulli import base_rates, bernoulli
+from ..core.bernoulli import base_rates, bernoulli
+from ..core.errors import ConfigError
+from ..core.progress import Progress
+from ..core.uniforms import Uniforms
 from ..nn.rbm import free_energy, softplus
-from ..nn.uniforms import Uniforms
-from ..progress import Progress
 
 __all__ = [
     "AISResult", "base_rate_biases", "base_log_z", "sm_schedule", "linear_schedule", "schedule",
@@ -72,7 +72,7 @@ def base_rate_biases(train_mean: torch.Tensor, eps: float = 0.05) -> torch.Tenso
     ``eps = 0.05``. That keeps never-on pixels finite (p ≥ eps/(1+eps)); an
     always-on pixel would get p = 1, so p is also clipped to ``1 − 1e-6`` (a bias
     of ~13.8) rather than +inf. This is the published AIS protocol, not the clamp
-    of training starts (both are :func:`genbench.nn.bernoulli.base_rates`).
+    of training starts (both are :func:`genbench.core.bernoulli.base_rates`).
     ``train_mean`` is the per-pixel mean [V]; a 2-D tensor of training data [N, V]
     is averaged first.
     """
@@ -216,7 +216,7 @@ def _anneal(v: torch.Tensor, W, b, c, base_b, bk: list[float], generator, revers
     return logw
 
 
-def _log_mean_exp(logw: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+def log_mean_exp(logw: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
     """``log mean(w)`` and ``log(std(w)/√M)`` (unbiased std, as MATLAB's ``std``) along ``dim``, in log space."""
     M = logw.shape[dim]
     m = logw.amax(dim, keepdim=True)
@@ -275,7 +275,7 @@ def ais_log_z(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, base_b: torch.T
         logw = _anneal(v0, W, b, c, base_b, bk, generator, reverse=False, progress=progress,
                        wrong_beta=_debug_wrong_beta)
     lz_a = base_log_z(base_b, H)
-    log_mean, log_se = _log_mean_exp(logw)
+    log_mean, log_se = log_mean_exp(logw)
     lm, ls = log_mean.item(), log_se.item()
     up = np.logaddexp(lm, math.log(3.0) + ls)
     down = lm + math.log1p(-math.exp(math.log(3.0) + ls - lm)) if math.log(3.0) + ls < lm else -math.inf
@@ -348,7 +348,7 @@ def raise_log_prob(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.T
             rev = _anneal(chains, W, b, c, base_b, bk, generator, reverse=True, progress=progress).view(-1, n_runs)
             neg_f = -free_energy(vg, W.double(), b.double(), c.double())
             log_w = neg_f[:, None] - lz_a - rev
-            lm, ls = _log_mean_exp(log_w, dim=1)
+            lm, ls = log_mean_exp(log_w, dim=1)
             means.append(lm)
             ses.append(torch.exp(ls - lm))
     return torch.cat(means).cpu(), torch.cat(ses).cpu()

@@ -32,7 +32,7 @@ bias). Their mean difference, the BDMC gap, bounds in expectation the error of f
 Every chain of every example advances as one batch (rows = examples × chains, example-major); the only
 Python loops are over temperatures and leapfrog steps. Examples are processed in groups of at most
 ``max_chains`` rows (each group adapts its own step size, as the code's batches do). Log-weights accumulate
-in float64. Progress shows per temperature (:mod:`genbench.progress`).
+in float64. Progress shows per temperature (:mod:`genbench.core.progress`).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import ConfigError, GenbenchError, ModelContractError
-from ..nn.bernoulli import bernoulli
-from ..progress import Progress
-from .ais import _log_mean_exp
+from ..core.bernoulli import bernoulli
+from ..core.errors import ConfigError, GenbenchError, ModelContractError
+from ..core.progress import Progress
+from .ais import log_mean_exp
 from .records import Result, mean_and_std_error
 
 __all__ = ["DEFAULTS", "StepSize", "sigmoid_schedule", "hmc_move", "anneal", "ais_log_prob", "reverse_ais_log_prob",
@@ -203,7 +203,7 @@ def ais_log_prob(obs_log_prob: Callable[[torch.Tensor, torch.Tensor], torch.Tens
             logws.append(logw.view(-1, chains))
             stats.append(st)
     logw = torch.cat(logws)
-    return _log_mean_exp(logw, dim=1)[0], logw, _combine(stats)
+    return log_mean_exp(logw, dim=1)[0], logw, _combine(stats)
 
 
 def reverse_ais_log_prob(obs_log_prob: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -358,9 +358,9 @@ def decoder_ais_records(model, data: torch.Tensor, info, settings: dict | None, 
             records += _bdmc(obs, d, n_sim, betas, chains, run, gen, device, protocol)
         k = cfg["iwae_k"]
         if k and callable(getattr(model, "log_prob_bound", None)):
-            from .likelihood import _per_example  # the likelihood evaluator's batched pass, with its progress
+            from .likelihood import scores_per_example  # the likelihood evaluator's batched pass, with its progress
 
-            bound = _per_example(lambda v: model.log_prob_bound(v, int(k)), x, 20, f"IWAE bound, k={k}")
+            bound = scores_per_example(lambda v: model.log_prob_bound(v, int(k)), x, 20, f"IWAE bound, k={k}")
             what = {"examples": len(x), "k": int(k),
                     "what": "the model's log_prob_bound(x, k) on the AIS examples (paired with nll_ais)"}
             m1, s1 = mean_and_std_error(-bound)

@@ -20,8 +20,8 @@ import textwrap
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from .samples import _figure, _save
+from ..core.errors import ConfigError
+from .samples import new_figure, save_figure
 
 MASKS = ("top rows", "bottom rows", "odd pixels", "even pixels", "left side", "right side",
          "middle vertically", "middle horizontally", "75% random", "90% random")
@@ -56,14 +56,14 @@ def _levels(run) -> int | None:
 
 
 def _panels(panels: list[tuple[str, np.ndarray]], path, title: str, width: float = 4.0):
-    fig = _figure(figsize=(width * len(panels), width + 0.6), dpi=110)
+    fig = new_figure(figsize=(width * len(panels), width + 0.6), dpi=110)
     for k, (label, img) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(label, fontsize=8)
         ax.set_axis_off()
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _test_images(run, n: int, seed: int = 0) -> torch.Tensor:
@@ -85,7 +85,7 @@ def data_and_latent(runs, path, n: int = 2000, seed: int = 0):
     runs = [r for r in _usable(runs, "encode", "decode") if r.datamodule.info.dim == 2]
     if not runs:
         return None
-    fig = _figure(figsize=(13, 3.3 * len(runs)), dpi=100)
+    fig = new_figure(figsize=(13, 3.3 * len(runs)), dpi=100)
     gen = torch.Generator().manual_seed(seed)
     for i, run in enumerate(runs):
         m = run.model
@@ -110,7 +110,7 @@ def data_and_latent(runs, path, n: int = 2000, seed: int = 0):
             ax.set_title(title, fontsize=8)
             if j == 0:
                 ax.set_ylabel(textwrap.fill(run.label, 28), fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- §1.15: spherical interpolation --------------------------------------------------------------------------------------

@@ -138,13 +138,13 @@ def fig_5_8(runs, path, n: int = 10_000, seed: int = 0):
     are draws from q(z | x) and reconstructions and generator samples are decoder means E[x | z]. Columns of runs
     that did not finish say so.
     """
-    from .samples import _figure
+    from .samples import new_figure
 
     runs = [r for r in runs if r.model is None or has_inference(r.model)]
     columns = [(r.label, r) for r in runs]
     mixture = next((r.datamodule.info.mixture for r in runs if r.datamodule is not None), None)
     colors = mode_colors(mixture.n_components) if mixture is not None else None
-    fig = _figure(figsize=(2.6 * len(columns), 2.6 * len(ROWS) + 0.4), dpi=90)
+    fig = new_figure(figsize=(2.6 * len(columns), 2.6 * len(ROWS) + 0.4), dpi=90)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.03, top=1 - 0.75 / (2.6 * len(ROWS) + 0.4), wspace=0.3, hspace=0.3)
     axes = fig.subplots(len(ROWS), len(columns), squeeze=False)
     for j, (label, run) in enumerate(columns):

@@ -9,7 +9,7 @@ stochastic lower bound on log p, hence an upper bound on the NLL in expectation:
 −L_k with k = ``bound_k``, Burda et al.'s L_5000 when it is 5,000; the ELBO, k = 1,
 beside it as ``nll_elbo``; importance samples from a private stream seeded by
 ``seed``). Every record names the estimator it used. The pass over the test set
-shows its progress (:mod:`genbench.progress`). Models with ``posterior_mean``
+shows its progress (:mod:`genbench.core.progress`). Models with ``posterior_mean``
 also get their active units (:func:`active_units`).
 
 Data spaces (docs/design.md, "Data spaces"): on binary data the NLL is a pmf's, and bits/dim =
@@ -29,13 +29,13 @@ from typing import Callable
 
 import torch
 
+from ..core.bernoulli import bernoulli
+from ..core.errors import GenbenchError
+from ..core.progress import Progress
+from ..core.transforms import bits_per_dim, dequantize
 from ..data.base import DataInfo
-from ..data.transforms import bits_per_dim, dequantize
-from ..errors import GenbenchError
-from ..nn.bernoulli import bernoulli
 from ..nn.rbm import free_energy as rbm_free_energy
 from ..nn.rbm import noisy_parameters
-from ..progress import Progress
 from .ais import ais_log_z, base_rate_biases, raise_log_prob, schedule, sm_schedule
 from .records import Result, mean_and_std_error
 
@@ -43,7 +43,7 @@ DEQUANTIZATION_SEED = 0
 """Seed of the dequantization noise when ``seed`` is null: a re-evaluation scores the same noise."""
 
 
-def _per_example(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor, batch_size: int,
+def scores_per_example(fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor, batch_size: int,
                  label: str) -> torch.Tensor:
     """``fn`` on batches of ``data``, as one float64 [N] on the CPU; progress shown per example (a bound with
     k = 5,000 importance samples takes minutes)."""
@@ -283,7 +283,7 @@ def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "
             x = dequantize(x, noise) if dequantized else x
             return torch.stack([-fn(x) for fn in scorers], 1)
 
-        values, *others = _per_example(nlls, data, batch_size, label).unbind(1)
+        values, *others = scores_per_example(nlls, data, batch_size, label).unbind(1)
     finally:
         model.train(was_training)
     kind = prepared.kind

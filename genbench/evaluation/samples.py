@@ -26,13 +26,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
-def _figure(**kw) -> Figure:
+def new_figure(**kw) -> Figure:
     fig = Figure(**kw)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path) -> Path:
+def save_figure(fig: Figure, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=fig.dpi, bbox_inches="tight")
@@ -87,14 +87,14 @@ def save_image_grid(x: torch.Tensor, path, nrow: int | None = None, title: str |
     grid = grid.reshape(nrows * (h + pad), ncol * (w + pad), c)[:-pad, :-pad].numpy()
 
     scale = max(1.0, 256 / max(grid.shape[:2]))  # small 8x8 grids get enlarged pixels
-    fig = _figure(figsize=(grid.shape[1] * scale / 100, grid.shape[0] * scale / 100 + (0.3 if title else 0)), dpi=100)
+    fig = new_figure(figsize=(grid.shape[1] * scale / 100, grid.shape[0] * scale / 100 + (0.3 if title else 0)), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1,
               interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _points(x) -> np.ndarray:
@@ -149,7 +149,7 @@ def save_scatter_2d(samples, path, mixture=None, data=None, title: str | None = 
     until the modes become invisible. Equal aspect so rings look like rings.
     """
     s = _points(samples)
-    fig = _figure(figsize=(5, 5), dpi=100)
+    fig = new_figure(figsize=(5, 5), dpi=100)
     ax = fig.add_subplot()
     (x0, x1), (y0, y1) = _extent(mixture, s if mixture is None else None)
     if mixture is not None:
@@ -168,7 +168,7 @@ def save_scatter_2d(samples, path, mixture=None, data=None, title: str | None = 
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, fontsize=7, markerscale=3)  # off the modes
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_density_2d(samples, path, mixture=None, title: str | None = None, bins: int = 150,
@@ -190,7 +190,7 @@ def save_density_2d(samples, path, mixture=None, title: str | None = None, bins:
         densities.append(("model density", _model_grid(log_prob, extent)))
     if mixture is not None:
         densities.append(("true density", _mixture_grid(mixture, extent)))
-    fig = _figure(figsize=(4.5 * (1 + len(densities)), 4.5), dpi=100)
+    fig = new_figure(figsize=(4.5 * (1 + len(densities)), 4.5), dpi=100)
     axes = fig.subplots(1, 1 + len(densities), squeeze=False)[0]
     sns.histplot(x=s[:, 0], y=s[:, 1], bins=bins, binrange=extent, cmap="viridis", ax=axes[0])
     axes[0].set_title("samples")
@@ -202,7 +202,7 @@ def save_density_2d(samples, path, mixture=None, title: str | None = None, bins:
         ax.set_aspect("equal")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _density_panel(ax, name: str, xs, ys, logp: np.ndarray) -> None:
@@ -222,7 +222,7 @@ LEARNING_CURVE_METRICS = ("nll", "bits_per_dim")
 
 def read_metrics(log_dir):
     """A run's CSV log as one frame: ``metrics.csv`` after the logs of earlier attempts it resumed from
-    (``metrics.attempt*.csv``, see :func:`genbench.logging.build_loggers`); an epoch logged twice (cut short by
+    (``metrics.attempt*.csv``, see :func:`genbench.loggers.build_loggers`); an epoch logged twice (cut short by
     a kill, then redone) keeps its later values."""
     import pandas as pd
 
@@ -248,7 +248,7 @@ def save_learning_curve(log_dir, path) -> Path | None:
     panels = [m for m in LEARNING_CURVE_METRICS if any(f"{s}/{m}" in by_epoch for s in ("train", "val"))]
     if not panels:
         return None
-    fig = _figure(figsize=(4.5 * len(panels), 3.4))
+    fig = new_figure(figsize=(4.5 * len(panels), 3.4))
     for i, metric in enumerate(panels, 1):
         ax = fig.add_subplot(1, len(panels), i)
         for split in ("train", "val"):
@@ -257,4 +257,4 @@ def save_learning_curve(log_dir, path) -> Path | None:
                 ax.plot(column.dropna().index + 1, column.dropna(), marker="o", label=split)
         ax.set(xlabel="epoch", ylabel=metric.replace("_", " "), title=f"learning curve: {metric}")
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

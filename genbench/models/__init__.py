@@ -27,17 +27,13 @@ from typing import Any
 
 import lightning as L
 
+from ..core.errors import IncompatibleDataError
+from ..core.registry import MODELS, resolve
 from ..data.base import DataInfo
-from ..errors import ConfigError
-from ..registry import MODELS, resolve
 
 SPACE_EXAMPLES = {"binary": "data=digits data.variant=dynamic", "discrete": "data=digits data.variant=integer",
                   "continuous": "data=gmm2d"}
 """A data choice of each space kind, named in the error for a model given the wrong kind."""
-
-
-class IncompatibleDataError(ConfigError):
-    """A model asked to train on a data space it does not support."""
 
 
 def build_model(cfg: dict[str, Any], info: DataInfo) -> L.LightningModule:

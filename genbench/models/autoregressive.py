@@ -30,9 +30,9 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 
+from ..core.bernoulli import base_rates, bernoulli
+from ..core.errors import ConfigError
 from ..data.base import DataInfo
-from ..errors import ConfigError
-from ..nn.bernoulli import base_rates, bernoulli
 from ..nn.flows import evaluating
 from ..nn.masked import (BernoulliPixels, CategoricalPixels, LogisticMixturePixels, MaskedMLP, PixelCNNNet,
                          input_degrees, made_degrees, made_masks)

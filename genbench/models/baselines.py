@@ -17,9 +17,9 @@ import math
 import lightning as L
 import torch
 
+from ..core.bernoulli import bernoulli
+from ..core.errors import ConfigError
 from ..data.base import DataInfo
-from ..errors import ConfigError
-from ..nn.bernoulli import bernoulli
 
 
 class TrueMixture(L.LightningModule):

@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------
 # configuration

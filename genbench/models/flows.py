@@ -25,21 +25,11 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from ..core.errors import ConfigError
+from ..core.transforms import bits_per_dim, dequantize
 from ..data.base import DataInfo
-from ..data.transforms import bits_per_dim, dequantize
-from ..errors import ConfigError
-from ..nn.flows import (
-    ZCA,
-    DiagonalScaling,
-    FlowSequence,
-    Logit,
-    MultiScaleFlow,
-    Rescale,
-    build_prior,
-    coupling_stack,
-    evaluating,
-    weight_scales,
-)
+from ..nn.flows import (ZCA, DiagonalScaling, FlowSequence, Logit, MultiScaleFlow, Rescale, build_prior, coupling_stack,
+                        evaluating, weight_scales)
 from .epoch_means import EpochMeans
 
 DATA_RANGES = ("unit", "symmetric")

@@ -28,12 +28,12 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from ..core.bernoulli import base_rates
+from ..core.distributed import average_across_ranks, own_gradient_sync
+from ..core.errors import ConfigError
 from ..data.base import DataInfo, DataSpace
-from ..errors import ConfigError
 from ..nn.adversarial import ALI_TABLES, build_networks, output_activation
-from ..nn.bernoulli import base_rates
 from ..nn.blocks import init_normal_
-from ..nn.distributed import average_across_ranks, own_gradient_sync
 
 GENERATOR_LOSSES = ("non_saturating", "minimax")
 UPDATES = ("simultaneous", "alternating")

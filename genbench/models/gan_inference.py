@@ -21,8 +21,8 @@ from typing import Sequence
 
 import torch
 
+from ..core.errors import ConfigError
 from ..data.base import DataInfo
-from ..errors import ConfigError
 from ..nn.adversarial import build_networks
 from ..nn.blocks import init_normal_
 from .ali import EncodeDecode

@@ -18,13 +18,13 @@ p(h | v) under the sampler's parameters. The gradient is written into
 as usual for RBMs) under Lightning's manual optimization, so schedules,
 checkpoints and step counts behave as for any other model.
 
-Speed (see :mod:`genbench.bench_rbm`). A chain's state between updates is its
+Speed (see :mod:`genbench.bench.rbm`). A chain's state between updates is its
 hidden sample h (as in Tieleman's PCD and scikit-learn's BernoulliRBM): an
 update runs h → v → h k times under the current parameters, and p(h | v) of
 the last half-step is both the negative statistic and the distribution of
 the next state, so PCD-1 costs five [B×V×H] matrix products (one positive
 phase, two Gibbs half-steps, two for the gradient), not six. Bernoulli draws
-are :func:`genbench.nn.bernoulli.bernoulli` (``uniform < p``, about 4× faster
+are :func:`genbench.core.bernoulli.bernoulli` (``uniform < p``, about 4× faster
 than ``torch.bernoulli`` on CPU). Nothing per step touches Python beyond a few
 tensor calls; metrics are logged every ``trainer.log_every_n_steps`` steps only.
 
@@ -50,12 +50,12 @@ import lightning as L
 import torch
 from torch import nn
 
+from ..core.bernoulli import base_rates, bernoulli
+from ..core.distributed import average_across_ranks, own_gradient_sync
+from ..core.errors import ConfigError
+from ..core.uniforms import Uniforms
 from ..data.base import DataInfo
-from ..errors import ConfigError
 from ..nn import rbm as rbm_math
-from ..nn.bernoulli import base_rates, bernoulli
-from ..nn.distributed import average_across_ranks, own_gradient_sync
-from ..nn.uniforms import Uniforms
 from .constraints import Constraints, WeightNoise, clip_
 
 LR_SCHEDULES = ("constant", "linear_decay")

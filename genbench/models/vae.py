@@ -35,8 +35,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from ..core.errors import ConfigError, GenbenchError
 from ..data.base import DataInfo
-from ..errors import ConfigError, GenbenchError
 from ..nn.flows import evaluating
 from ..nn.vae import (Conditional, flushing_denormals, glorot_uniform_, normal_log_prob, observation_model,
                       set_flush_denormals, standard_normal_log_prob)

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.errors import ConfigError
+from ..core.transforms import dequantize
 from ..data.base import DataInfo
-from ..data.transforms import dequantize
-from ..errors import ConfigError
 from ..nn.flows import BatchNormFlow, FlowSequence
 from .flows import FlowModel, logit_space
 
@@ -144,7 +144,7 @@ class ZukoFlow(FlowModel):
 def build_zuko(flow: str, features: int, kwargs: dict[str, Any]) -> nn.Module:
     """``zuko.flows.<flow>(features, **kwargs)`` (or a ``module:callable``), with config errors that name the
     valid builders or the builder's own arguments."""
-    from ..registry import import_object
+    from ..core.registry import import_object
 
     builders = zuko_builders()
     if flow in builders:

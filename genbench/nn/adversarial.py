@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .blocks import ConvBlock, UntiedBias, maxout_mlp, mlp
 
 ARCHS = ("mlp", "dcgan", "ali_svhn", "ali_cifar10")

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 BN_MOMENTUM = 0.05
 """PyTorch momentum of the population statistics (running ← 0.95·running + 0.05·batch), as in the ALI code."""

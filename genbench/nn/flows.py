@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from ..data.transforms import inverse_logit_transform, logit_transform, rescale
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from ..core.transforms import inverse_logit_transform, logit_transform, rescale
 
 
 def _zeros(x: torch.Tensor) -> torch.Tensor:
@@ -313,7 +313,7 @@ class DiagonalScaling(nn.Module):
 
 
 class Rescale(nn.Module):
-    """y = scale·x + shift (pixel units [0, L) → [0, 1) or [−1, 1)), via :func:`genbench.data.transforms.rescale`."""
+    """y = scale·x + shift (pixel units [0, L) → [0, 1) or [−1, 1)), via :func:`genbench.core.transforms.rescale`."""
 
     def __init__(self, scale: float, shift: float = 0.0):
         super().__init__()

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bernoulli import bernoulli
+from ..core.bernoulli import bernoulli
 from .blocks import activation
 from .vae import discretized_logistic_log_prob
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bernoulli import base_rates, bernoulli
+from ..core.bernoulli import base_rates, bernoulli
 from .blocks import mlp
 
 LOG_2PI = math.log(2 * math.pi)

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import importlib
 
-from ..identity import slug
-from .spec import SCALES, PlannedRun, TableError, compose, load_table, plan, random_overrides, table_names
+from ..runs.identity import slug
+from .spec import SCALES, PlannedRun, compose, load_table, plan, random_overrides, table_names
+from ..core.errors import TableError
 
 __all__ = ["LOWER_IS_BETTER", "SCALES", "PlannedRun", "Render", "TableError", "TrainedRun", "aggregate", "compose",
            "curve_points", "fmt", "load_table", "plan", "random_overrides", "run_table", "slug", "stats", "table_names"]

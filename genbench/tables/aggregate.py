@@ -12,7 +12,8 @@ from typing import Any
 import pandas as pd
 
 from ..published import Published, load_published
-from .spec import PlannedRun, TableError
+from .spec import PlannedRun
+from ..core.errors import TableError
 
 LOWER_IS_BETTER = {"nll": True, "bits_per_dim": True, "reverse_kl": True, "modes_ali": False,
                    "modes_veegan": False, "high_quality_pct": False, "sample_log_density": False}

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import paths
-from ..registry import import_object
-from ..runs import load_checkpoint
+from ..core import paths
+from ..core.registry import import_object
+from ..evaluation.samples import new_figure, save_figure
+from ..runs.checkpoints import load_checkpoint
 from .spec import SCALES
 
 
@@ -183,18 +184,10 @@ def _finish(fig) -> None:
         fit_ticks(fig)
 
 
-def _figure(**kw):
-    """A pyplot-free figure (see genbench.evaluation.samples), so a render never touches the session's backend, with
-    the constrained layout: tight_layout left a tall figure's suptitle over the first row's titles."""
-    from ..evaluation.samples import _figure as figure
-
-    return figure(layout="constrained", **kw)
-
-
-def _save_figure(fig, path: Path) -> Path:
-    from ..evaluation.samples import _save
-
-    return _save(fig, path)  # bbox_inches="tight": the image includes every label
+def table_figure(**kw):
+    """A pyplot-free figure (:func:`genbench.evaluation.samples.new_figure`), so a render never touches the session's
+    backend, with the constrained layout: tight_layout left a tall figure's suptitle over the first row's titles."""
+    return new_figure(layout="constrained", **kw)
 
 
 def summary_figure(spec, frame: pd.DataFrame, path: Path, scale: str | None = None) -> Path | None:
@@ -203,7 +196,7 @@ def summary_figure(spec, frame: pd.DataFrame, path: Path, scale: str | None = No
     interval (e.g. AIS's ±3σ) as a thin line, published values (with their ±) as red diamonds, hollow for a
     number recalled but not verified (status R)."""
     fig = summary_plot(spec, frame, scale or scale_of(path))
-    return None if fig is None else _save_figure(fig, path)
+    return None if fig is None else save_figure(fig, path)
 
 
 def summary_plot(spec, frame: pd.DataFrame, scale: str):
@@ -218,7 +211,7 @@ def summary_plot(spec, frame: pd.DataFrame, scale: str):
     panel_height = 1.6 + 0.3 * lines_per_row * part.groupby("dataset")["row"].nunique().max()
     cols = min(PANELS_PER_ROW, len(keys))
     fig_rows = math.ceil(len(keys) / cols)
-    fig = _figure(figsize=(5.5 * cols, 0.5 + panel_height * fig_rows), dpi=110)
+    fig = table_figure(figsize=(5.5 * cols, 0.5 + panel_height * fig_rows), dpi=110)
     axes = list(fig.subplots(fig_rows, cols, squeeze=False).flat)
     for ax in axes[len(keys):]:
         ax.set_axis_off()
@@ -306,7 +299,7 @@ def curves_figure(spec, frame: pd.DataFrame, path: Path, scale: str | None = Non
         return None
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig = _figure(figsize=(4.8 * cols, 3.6 * rows + 0.5), dpi=110)
+    fig = table_figure(figsize=(4.8 * cols, 3.6 * rows + 0.5), dpi=110)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_axis_off()
@@ -320,7 +313,7 @@ def curves_figure(spec, frame: pd.DataFrame, path: Path, scale: str | None = Non
         legend(ax, [ax], fontsize=7)
     fig.suptitle(figure_title(spec, scale or scale_of(path), "curves (mean ± seed std, else s.e.)"), fontsize=10)
     _finish(fig)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def cost_figure(spec, frame: pd.DataFrame, path: Path, scale: str | None = None) -> Path | None:
@@ -338,7 +331,7 @@ def cost_figure(spec, frame: pd.DataFrame, path: Path, scale: str | None = None)
     family = {m["label"]: m.get("family", m["label"]) for m in spec["models"]}
     markers = dict(zip(sorted(set(family.values())), "osD^vP*XhpH<>8"))
     ylabel = axis_label(metric, frame.loc[frame["metric"] == metric, "unit"])
-    fig = _figure(figsize=(10, 3.6 * len(keys) + 0.5), dpi=110)
+    fig = table_figure(figsize=(10, 3.6 * len(keys) + 0.5), dpi=110)
     axes = fig.subplots(len(keys), 2, squeeze=False)
     hollow_drawn = False
     for axrow, key in zip(axes, keys):
@@ -353,7 +346,7 @@ def cost_figure(spec, frame: pd.DataFrame, path: Path, scale: str | None = None)
     fig.suptitle(figure_title(spec, scale or scale_of(path), f"{metric} against wall time")
                  + (note if hollow_drawn else ""), fontsize=9)
     _finish(fig)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _cost_panel(ax, by: pd.Series, key: str, rows: list[str], metric: str, cost: str, marker) -> bool:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import paths
-from ..store import git_commit, write_json_atomic, write_text_atomic
+from ..core import paths
+from ..runs.store import git_commit, write_json_atomic, write_text_atomic
 from .aggregate import LOWER_IS_BETTER
-from .formatting import fmt
 from .figures import cost_figure, curves_figure, summary_figure
+from .formatting import fmt
 
 
 def obtained_text(line: pd.Series) -> str:

@@ -6,10 +6,10 @@ import os
 import time
 from pathlib import Path
 
-from .. import paths
-from ..identity import is_current
-from ..runs import claim_run, results_of, train_and_evaluate
-from ..store import read_record, save_record
+from ..core import paths
+from ..runs.execute import claim_run, results_of, train_and_evaluate
+from ..runs.identity import is_current
+from ..runs.store import read_record, save_record
 from .aggregate import aggregate
 from .figures import table_figures
 from .render import Render, write_render

@@ -12,16 +12,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .. import paths
-from ..config import compose  # noqa: F401 (tables compose their runs' configs through it)
-from ..errors import ConfigError, closest
-from ..identity import slug
+from ..core import paths
+from ..core.errors import TableError, closest
+from ..runs.config import compose  # noqa: F401 (tables compose their runs' configs through it)
+from ..runs.identity import slug
 
 SCALES = ("smoke", "cpu", "paper")  # cpu: the paper protocol cut down to about an hour on 2 cores (optional)
-
-
-class TableError(ConfigError):
-    """A bad table name, scale or table config; the message lists the valid choices."""
 
 
 def table_names() -> list[str]:

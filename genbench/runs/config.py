@@ -2,7 +2,7 @@
 
 Every caller (``genbench train``, tables, ``compare``, sweeps) composes through :func:`compose`, so a misspelled
 key, an unknown group option, a missing mandatory value, an unreadable override or a number out of its range
-(:mod:`genbench.schema`) gets the same answer: what was given, the closest valid names or the valid range, and the
+(:mod:`genbench.runs.schema`) gets the same answer: what was given, the closest valid names or the valid range, and the
 file they come from. Only Hydra and OmegaConf are imported here
 (no torch), so a mistake is answered in a fraction of a second.
 """
@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .errors import ConfigError, closest
+from ..core import paths
+from ..core.errors import ConfigError, closest
 from .schema import check_config
 
 GROUPS = ("data", "model", "trainer", "logger", "experiment")
@@ -24,7 +24,7 @@ GROUPS = ("data", "model", "trainer", "logger", "experiment")
 
 def compose(overrides: list[str]) -> dict[str, Any]:
     """The resolved config of ``configs/train.yaml`` under Hydra overrides, its values checked
-    (:func:`genbench.schema.check_config`); a bad override or value raises :class:`ConfigError` in one paragraph
+    (:func:`genbench.runs.schema.check_config`); a bad override or value raises :class:`ConfigError` in one paragraph
     (:func:`explain`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

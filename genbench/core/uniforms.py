@@ -7,7 +7,7 @@ import torch
 
 
 class Uniforms:
-    """Fills buffers with U[0, 1) numbers, e.g. for :func:`genbench.nn.bernoulli.bernoulli`.
+    """Fills buffers with U[0, 1) numbers, e.g. for :func:`genbench.core.bernoulli.bernoulli`.
 
     On CPU, torch's ``rand`` (mt19937, serial) costs ~2.7 ns a number: a third of an
     AIS step at 784×500 with 100 runs, where each step needs 128k of them, and ~10%

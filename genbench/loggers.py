@@ -12,7 +12,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
 
-from . import paths
+from .core import paths
 
 
 def wandb_online() -> bool:

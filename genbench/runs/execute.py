@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import random
 import sys
 import time
 import traceback
@@ -20,26 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 
-from . import paths
-from .data import build_datamodule
-from .errors import ConfigError, GenbenchError, ModelContractError
-from .evaluation import PeriodicEvaluation, evaluate
-from .evaluation.records import Result
+from ..core import paths
+from ..core.errors import ConfigError, GenbenchError, ModelContractError
+from ..core.locks import Claim
+from ..data import build_datamodule
+from ..evaluation import evaluate
+from ..evaluation.records import Result
+from ..loggers import build_loggers, finish_loggers
+from ..models import build_model, capabilities
+from .callbacks import (ConfigInCheckpoint, DivergenceGuard, RandomState, RankStreams, RunPruned, TrainingClock,
+                        non_finite_parameters, periodic)
+from .checkpoints import FINAL_CHECKPOINT, LAST_CHECKPOINT, save_atomic, trusted_checkpoint
 from .identity import config_hash, model_source, training_hash
-from .locks import Claim
 from .store import git_commit, save_record
-from .logging import build_loggers, finish_loggers
-from .models import build_model, capabilities
-
-USER_ERRORS = (GenbenchError,)
-"""Errors whose message is meant for the user: recorded and printed without a traceback. Anything else is a bug
-(genbench's or a user's model's) and keeps its traceback in the record."""
-
-class CheckpointError(GenbenchError):
-    """A file that is not a readable checkpoint written by a genbench run."""
 
 
 def cpu_name() -> str:
@@ -61,56 +55,6 @@ def machine() -> dict[str, Any]:
     return info
 
 
-class DivergenceGuard(L.Callback):
-    """Stops training at the first non-finite loss or parameter and remembers where."""
-
-    def __init__(self):
-        self.reason: str | None = None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        bad = loss is not None and torch.is_tensor(loss) and not torch.isfinite(loss).all()
-        if not bad and batch_idx % 50 == 0:
-            bad = any(not torch.isfinite(p).all() for p in pl_module.parameters())
-        if bad:
-            self.reason = f"non-finite loss or parameters at epoch {trainer.current_epoch}, step {trainer.global_step}"
-            trainer.should_stop = True
-
-
-class ConfigInCheckpoint(L.Callback):
-    """Stores the resolved config in every checkpoint, so ``genbench evaluate`` can rebuild the run."""
-
-    def __init__(self, config: dict[str, Any]):
-        self.config = config
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
-        checkpoint["genbench"] = {"config": self.config}
-
-
-class TrainingClock(L.Callback):
-    """Wall time spent in training, kept in every checkpoint: a resumed training reports its whole cost."""
-
-    def __init__(self):
-        self.before, self.start = 0.0, None
-
-    def on_fit_start(self, trainer, pl_module):
-        self.start = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        return self.before + (time.perf_counter() - self.start if self.start is not None else 0.0)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"seconds": self.seconds}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.before = state["seconds"]
-
-
-def non_finite_parameters(model) -> bool:
-    return any(not torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
-
-
 def figure_dir_for(record_path: Path, run_id: str) -> Path:
     """A run's figures mirror its record's place (results/runs/TABLE/SCALE/ID.json → results/figures/TABLE/SCALE/ID/),
     so the scales of a table keep their own sample grids."""
@@ -119,15 +63,6 @@ def figure_dir_for(record_path: Path, run_id: str) -> Path:
     except ValueError:
         where = ("train",)
     return paths.results_dir("figures", *where, run_id)
-
-
-class RunPruned(Exception):
-    """Raised by a callback (a sweep's pruner) to stop a training that is not worth finishing: the run is recorded
-    as ``pruned`` with this message, and its ``last.ckpt`` is kept so that a later run of the config resumes."""
-
-    def __init__(self, message: str, epochs: int):
-        super().__init__(message)
-        self.epochs = epochs
 
 
 def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, table: str | None = None,
@@ -185,7 +120,7 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, t
                 lg.log_metrics({f"test/{r.metric}": r.value for r in results if math.isfinite(r.value)})
     except RunPruned as e:
         record["status"], record["error"], record["epochs"] = "pruned", str(e), e.epochs
-    except USER_ERRORS as e:
+    except GenbenchError as e:  # the user's to fix: recorded without a traceback
         record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"
     except Exception as e:  # recorded so that a table still renders; the traceback is kept for debugging
         record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"
@@ -216,10 +151,6 @@ def no_result_reason(model, info) -> str:
     return (f"{type(model).__name__} offers nothing the evaluators can score on {info.variant}: a model needs "
             f"log_prob(x) (exact NLL), log_prob_bound(x, k) (a bound) or sample(n) (samples; mode coverage on 2D "
             f"mixtures) (docs/design.md, \"Model capabilities\")")
-
-
-FINAL_CHECKPOINT, LAST_CHECKPOINT = "final.ckpt", "last.ckpt"
-"""In ``models/trained/<training hash>/``: the trained model, and Lightning's end-of-epoch checkpoint to resume from."""
 
 
 def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, Any], callbacks=()) -> str | None:
@@ -258,64 +189,6 @@ def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, 
     return diverged
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` through a temporary file and a rename: a reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint's contents, loaded with ``weights_only`` (tensors and plain data: no code from the file runs)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:  # torch reports truncation, foreign pickles and non-torch files in many types
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise CheckpointError(f"{path} is not a readable genbench checkpoint: torch.load (weights_only) failed with "
-                              f"{type(e).__name__}: {why}. A checkpoint cut short by a kill or a full disk, or a file "
-                              f"from elsewhere, cannot be used: rerun the run to train it again.") from None
-
-
-def trusted_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any] | None:
-    """The checkpoint at ``path``, or None when there is none; an unreadable one is set aside as ``*.corrupt``
-    (with a one-line warning) so that it is not tried again."""
-    if not path.is_file():
-        return None
-    try:
-        return read_checkpoint(path, mmap=mmap)
-    except CheckpointError as e:
-        aside = path.with_name(f"{path.name}.corrupt")
-        os.replace(path, aside)
-        print(f"genbench: {e} Set aside as {aside.name}; training again.", file=sys.stderr)
-        return None
-
-
-class RandomState(L.Callback):
-    """Keeps the random generators' states in every checkpoint, so a resumed training draws the same batches,
-    binarizations and noise as one that was never interrupted."""
-
-    def state_dict(self) -> dict[str, Any]:
-        keys, pos, has_gauss, gauss = np.random.get_state()[1:]
-        state = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64)),
-                 "numpy_extra": [int(pos), int(has_gauss), float(gauss)], "python": random.getstate()}
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        torch.set_rng_state(state["torch"])
-        pos, has_gauss, gauss = state["numpy_extra"]
-        np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
-        random.setstate(state["python"])
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def claim_run(record_path: Path) -> Claim:
     """The claim on one run (its record's ``.lock``): only its holder trains and writes that run."""
     return Claim(Path(record_path).with_suffix(".lock"))
@@ -337,12 +210,6 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def periodic(config: dict[str, Any], dm) -> list[L.Callback]:
-    evaluation = config.get("evaluation") or {}
-    every = evaluation.get("every_n_epochs", 0)
-    return [PeriodicEvaluation(dm, every_n_epochs=every, settings=evaluation.get("likelihood"))] if every else []
-
-
 def strategy(name: str | None):
     """``ddp`` as a forking DDP strategy: plain DDP re-executes the command line once per rank (a whole table per
     rank), and spawning pickles the model (weight-normalized layers refuse); forked ranks train, and the launching
@@ -356,29 +223,6 @@ def strategy(name: str | None):
 
         return DDPStrategy(start_method="fork", broadcast_buffers=False)
     return name
-
-
-PARENT_PID = os.getpid()
-"""The process that imported genbench: a rank with another pid was forked from it."""
-
-
-class RankStreams(L.Callback):
-    """On several devices each rank draws its own noise (chains, latent codes, dequantization, data order): forked
-    ranks start from the launching process's random state and would otherwise all draw the same numbers."""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def setup(self, trainer, pl_module, stage):
-        """Forked ranks run one torch thread each, before DDP's first broadcast: with OMP_NUM_THREADS set in the
-        parent, a forked child's first parallel region hangs in libgomp (measured: both ranks stuck in
-        ``_sync_params_and_buffers``), as the forked table workers would (:mod:`genbench.launchers`)."""
-        if trainer.world_size > 1 and os.getpid() != PARENT_PID:
-            torch.set_num_threads(1)
-
-    def on_fit_start(self, trainer, pl_module):
-        if trainer.world_size > 1:
-            L.seed_everything(self.seed + 7919 * trainer.global_rank + 104729 * trainer.current_epoch, verbose=False)
 
 
 def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) -> L.Trainer:
@@ -398,26 +242,10 @@ def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) ->
 
 def learning_curve(loggers, figure_dir: Path) -> list[str]:
     """The learning-curve figure of the run's CSV log (epoch-level nll or bits/dim), if it logged any."""
-    from .evaluation.samples import save_learning_curve
+    from ..evaluation.samples import save_learning_curve
 
     path = save_learning_curve(loggers[0].log_dir, figure_dir / "learning_curve.png") if loggers else None
     return [str(path)] if path else []
-
-
-def load_checkpoint(path: str | Path):
-    """(config, model in eval mode, data module) of a checkpoint written by a genbench run; a relative path that is
-    not a file here is read as a record keeps it, relative to the results home (:func:`genbench.paths.stored`)."""
-    path = Path(path)
-    if not path.is_absolute() and not path.is_file():
-        path = paths.located(str(path))
-    ckpt = read_checkpoint(path)
-    if "genbench" not in ckpt:
-        raise CheckpointError(f"{path} was not written by a genbench run (it has no 'genbench' config entry)")
-    config = ckpt["genbench"]["config"]
-    dm = build_datamodule(config["data"])
-    model = build_model(config["model"], dm.info)
-    model.load_state_dict(ckpt["state_dict"])
-    return config, model.eval(), dm
 
 
 def results_of(record: dict[str, Any]) -> list[Result]:

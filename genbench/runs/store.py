@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..core import paths
+
 
 def git_commit() -> str | None:
     """The commit genbench runs from, ``-dirty`` when tracked files differ from it; None outside a git checkout."""
-    here = Path(__file__).resolve().parent.parent
+    here = paths.PACKAGE_PARENT
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,

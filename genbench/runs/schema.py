@@ -1,6 +1,6 @@
 """The numeric settings of a run's config: one table of rules, checked as soon as the config is composed.
 
-Every run's config comes from :func:`genbench.config.compose`, which ends with :func:`check_config`: a
+Every run's config comes from :func:`genbench.runs.config.compose`, which ends with :func:`check_config`: a
 value of the wrong type or out of its range fails there, before anything heavy is imported, in one line that
 names the key, the value and what is valid, instead of as a traceback deep in training or not at all
 (``trainer.max_epochs=-1`` would train forever). The rules are one table (:data:`RULES`), so a new key is one
@@ -21,7 +21,7 @@ from fnmatch import fnmatchcase
 from functools import cache
 from typing import Any
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 KINDS = {"int": "an integer", "real": "a number", "bool": "true or false"}
 NOUNS = {"int": "a number", "real": "a number", "bool": "true or false"}  # a string for an integer is "not a number"
@@ -222,7 +222,7 @@ def bounds(text: str) -> tuple[float, float, bool, bool]:
         return number(m[2]), math.inf, m[1] == ">", False
     m = re.fullmatch(r"([\[(])(\S+), (\S+)([\])])", text)
     if m is None:
-        raise ValueError(f"bad range {text!r} in genbench.schema.RULES")
+        raise ValueError(f"bad range {text!r} in genbench.runs.schema.RULES")
     return number(m[2]), number(m[3]), m[1] == "(", m[4] == ")"
 
 

@@ -12,8 +12,9 @@ import time
 
 import torch
 
-from .evaluation.ais import ais_log_z, sm_schedule
-from .runs import cpu_name
+from ..evaluation.ais import ais_log_z, sm_schedule
+from ..runs.execute import cpu_name
+from ..core.errors import DataUnavailableError
 
 
 def benchmark_ais(V: int = 784, H: int = 500, runs: int = 100, betas=None, plain_steps: int = 2000,
@@ -72,7 +73,7 @@ def fit_timed(model, x: torch.Tensor, batch_size: int, timer, logger=False, **li
     the callback ``timer`` and the Trainer's ``limits`` (max_epochs, max_steps)."""
     import lightning as L
 
-    from .data.base import shuffled_loader
+    from ..data.base import shuffled_loader
 
     L.Trainer(logger=logger, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
               num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu", devices=1, log_every_n_steps=50,
@@ -96,14 +97,13 @@ def lightning_epoch_seconds(model, x: torch.Tensor, batch_size: int) -> float:
     return timer.seconds
 
 
-def _mnist_train_binary(seed: int = 0) -> tuple[torch.Tensor, str]:
+def mnist_train_binary(seed: int = 0) -> tuple[torch.Tensor, str]:
     """The 60,000 MNIST training images, one seeded Bernoulli sample ([N, 784] float32), or a stand-in.
 
     Timing does not depend on pixel values (dense BLAS), so without the MNIST
     files a Bernoulli(0.13) matrix of the same shape stands in; the result says which.
     """
-    from .data import build_datamodule
-    from .data.files import DataUnavailableError
+    from ..data import build_datamodule
 
     try:
         x = build_datamodule({"name": "mnist", "variant": "fixed", "download": False, "binarize_seed": seed}).split("train")
@@ -113,9 +113,9 @@ def _mnist_train_binary(seed: int = 0) -> tuple[torch.Tensor, str]:
         return (torch.rand(60000, 784, generator=g) < 0.13).float(), "random Bernoulli(0.13) stand-in, 60,000×784"
 
 
-def _info(x: torch.Tensor):
+def mnist_info(x: torch.Tensor):
     """The DataInfo of binary MNIST-shaped training data ``x`` [N, 784] (for models built outside a data module)."""
-    from .data.base import DataInfo, DataSpace
+    from ..data.base import DataInfo, DataSpace
 
     return DataInfo("mnist", "mnist/fixed", DataSpace("binary", (1, 28, 28)), {"train": len(x)}, "bench",
                     train_mean=x.mean(0))
@@ -154,11 +154,11 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
     from sklearn.neural_network import BernoulliRBM
     from threadpoolctl import threadpool_limits
 
-    from .models.rbm import RBM, native_bfloat16
+    from ..models.rbm import RBM, native_bfloat16
 
-    x, data_name = _mnist_train_binary(seed)
+    x, data_name = mnist_train_binary(seed)
     n, V = x.shape
-    info = _info(x)
+    info = mnist_info(x)
     x_np = {"float32": x.numpy(), "float64": x.double().numpy()} if sklearn_float64 else {"float32": x.numpy()}
 
     def run_sklearn(dtype):
@@ -193,7 +193,7 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
             torch.mm(h.t(), v, out=out_w), torch.mm(h.t(), v, out=out_w)
         return time.perf_counter() - t0
 
-    from .runs import quiet_lightning
+    from ..runs.execute import quiet_lightning
 
     quiet_lightning()
     old_threads, load_before = torch.get_num_threads(), os.getloadavg()

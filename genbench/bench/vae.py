@@ -17,15 +17,15 @@ import time
 
 import torch
 
-from .bench_rbm import _info, _mnist_train_binary, lightning_epoch_seconds
-from .runs import cpu_name
+from .rbm import mnist_info, mnist_train_binary, lightning_epoch_seconds
+from ..runs.execute import cpu_name
 
 
-def _burda_model(x: torch.Tensor, k: int = 1):
-    from .models.vae import VAE
+def burda_model(x: torch.Tensor, k: int = 1):
+    from ..models.vae import VAE
 
     torch.manual_seed(0)
-    return VAE(_info(x), objective="iwae", k=k)
+    return VAE(mnist_info(x), objective="iwae", k=k)
 
 
 def decoder_flops_per_row(model) -> int:
@@ -53,9 +53,9 @@ def _products_s(linears: list[torch.nn.Linear], rows: int, repeats: int, seed: i
 
 def benchmark_bound(examples: int = 10_000, k: int = 5000, floor_chunks: int = 40, seed: int = 0) -> dict:
     """Time ``log_prob_bound(x, k)`` on ``examples`` binary images; the floor is the same products per row."""
-    x, data = _mnist_train_binary(seed)
+    x, data = mnist_train_binary(seed)
     x = x[:examples]
-    model = _burda_model(x)
+    model = burda_model(x)
     rows = model.eval_rows
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -73,16 +73,16 @@ def benchmark_bound(examples: int = 10_000, k: int = 5000, floor_chunks: int = 4
 
 def benchmark_vae_epoch(k: int = 1, batch_size: int = 20, repeats: int = 1, seed: int = 0) -> dict:
     """One epoch of Burda's 1-layer model through Lightning and through a bare loop of the same updates."""
-    from .nn.vae import flushing_denormals
-    from .runs import quiet_lightning
+    from ..nn.vae import flushing_denormals
+    from ..runs.execute import quiet_lightning
 
-    x, data = _mnist_train_binary(seed)
+    x, data = mnist_train_binary(seed)
 
     def run_lightning() -> float:
-        return lightning_epoch_seconds(_burda_model(x, k), x, batch_size)
+        return lightning_epoch_seconds(burda_model(x, k), x, batch_size)
 
     def run_bare() -> float:
-        model = _burda_model(x, k)
+        model = burda_model(x, k)
         opt = model.configure_optimizers()
         order = torch.randperm(len(x))
         with flushing_denormals():

@@ -8,17 +8,17 @@
   a fresh process with an empty ``GENBENCH_HOME`` so that every run executes;
 * (d) Burda's −L_5000 on 10,000 binarized MNIST images against the arithmetic floor of
   its products, and (e) a VAE/IWAE training epoch through Lightning against a bare loop
-  of the same updates (:mod:`genbench.bench_vae`);
+  of the same updates (:mod:`genbench.bench.vae`);
 * (f) NADE's O(HD) scoring against the naive O(HD²) one, (g) MADE's 32-mask ensemble on the
   MNIST test set and (h) PixelCNN drawing 100 images, each against the arithmetic floor of
-  its products (:mod:`genbench.bench_ar`);
+  its products (:mod:`genbench.bench.ar`);
 * (i) what rendering the cross-family table ``mnist-nll`` at its cpu scale cost, row by row, read from its run
   records (training and evaluation wall times, the CPU each ran on, and which rows were copied from a family table);
 * (j) one training step of a small model per family under Lightning, in a bare loop and as its products alone, and
-  (k) the 2D Real NVP against zuko and normflows (:mod:`genbench.bench_steps`); ``ratios.png`` draws every ratio;
+  (k) the 2D Real NVP against zuko and normflows (:mod:`genbench.bench.steps`); ``ratios.png`` draws every ratio;
 * (l) a smoke table of many small runs sequentially on one thread and on two single-thread ``submitit_local``
   workers, with the two renders' numbers compared;
-* (m) the start-up of ``genbench --help``, ``list`` and of a mistake (:mod:`genbench.bench_cli`).
+* (m) the start-up of ``genbench --help``, ``list`` and of a mistake (:mod:`genbench.bench.cli`).
 
 Numbers are only comparable on an idle machine (both cores free): the load
 average is recorded with every figure.
@@ -35,9 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import paths
-from .bench_cli import cli_latency
-from .bench_cli import markdown as cli_markdown
+from .cli import cli_latency
+from .cli import markdown as cli_markdown
+from ..core import paths
 
 
 def table_smoke_cost(name: str) -> dict:
@@ -90,7 +90,7 @@ def parallel_table_cost(name: str = "mode-coverage-2d", workers: int = 2, rounds
 
 def recorded_costs(name: str = "mnist-nll", scale: str = "cpu") -> dict | None:
     """The wall times a table's records of one scale hold, row by row: what rendering it cost (no run here)."""
-    from .store import read_record
+    from ..runs.store import read_record
 
     folders = [paths.results_dir("runs", name, scale), paths.reference_dir("runs", name, scale)]
     folder = next((f for f in folders if f is not None and f.is_dir()), folders[0])
@@ -157,8 +157,8 @@ def markdown(result: dict) -> str:
                   "| k | Lightning epoch (s) | bare loop of the same updates (s) | ratio |", "|---|---|---|---|"]
         lines += [f"| {e['k']} | {e['lightning_s']:.1f} | {e['bare_s']:.1f} | {e['ratio']:.2f} |" for e in result["vae_epoch"]]
         lines += [""]
-    from .bench_ar import markdown as ar_markdown
-    from .bench_steps import markdown as steps_markdown
+    from .ar import markdown as ar_markdown
+    from .steps import markdown as steps_markdown
 
     lines += ar_markdown(result)
     lines += steps_markdown(result)
@@ -180,38 +180,38 @@ def markdown(result: dict) -> str:
 
 
 def _pcd() -> dict:
-    from .bench_rbm import benchmark_pcd_epoch
+    from .rbm import benchmark_pcd_epoch
 
     return {"pcd_epoch": benchmark_pcd_epoch()}
 
 
 def _ais() -> dict:
-    from .bench_rbm import benchmark_ais
+    from .rbm import benchmark_ais
 
     return {"ais": benchmark_ais()}
 
 
 def _vae() -> dict:
-    from .bench_vae import benchmark_bound, benchmark_vae_epoch
+    from .vae import benchmark_bound, benchmark_vae_epoch
 
     return {"vae_bound": benchmark_bound(), "vae_epoch": [benchmark_vae_epoch(k=k) for k in (1, 50)]}
 
 
 def _ar() -> dict:
-    from .bench_ar import benchmark_made_ensemble, benchmark_nade, benchmark_pixelcnn_sampling
+    from .ar import benchmark_made_ensemble, benchmark_nade, benchmark_pixelcnn_sampling
 
     return {"nade_eval": benchmark_nade(), "made_ensemble": benchmark_made_ensemble(),
             "pixelcnn_sampling": benchmark_pixelcnn_sampling()}
 
 
 def _steps() -> dict:
-    from .bench_steps import benchmark_steps
+    from .steps import benchmark_steps
 
     return {"training_step": benchmark_steps()}
 
 
 def _peers() -> dict:
-    from .bench_steps import benchmark_peers
+    from .steps import benchmark_peers
 
     return {"flow_peers": benchmark_peers()}
 
@@ -228,8 +228,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--tables", nargs="*", default=None, help="tables to time (default: all)")
     ap.add_argument("--out", type=Path, default=paths.results_dir("bench"))
     a = ap.parse_args(argv)
-    from .runs import cpu_name
-    from .tables import table_names
+    from ..runs.execute import cpu_name
+    from ..tables import table_names
 
     out = a.out / "bench.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}  # sections skipped now keep their last values
@@ -247,12 +247,9 @@ def main(argv=None) -> dict:
     a.out.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     (a.out / "bench.md").write_text(markdown(result))
-    from .bench_steps import ratios_figure
+    from .steps import ratios_figure
 
     ratios_figure(result, a.out / "ratios.png")
     print(markdown(result))
     return result
 
-
-if __name__ == "__main__":
-    main()

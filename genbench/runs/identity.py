@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .registry import MODELS
+from ..core.registry import MODELS
 
 VOLATILE_KEYS = ("logger", "name")
 """Config keys that do not change a run's numbers (left out of its hash)."""

@@ -4,7 +4,7 @@ Where a stage's progress shows is decided when it starts:
 
 * nowhere when ``$CI`` is set (CI logs stay short);
 * as a bar with an ETA on stderr when stderr is an interactive terminal;
-* otherwise as lines with an ETA in the Python log (logger ``genbench.progress``,
+* otherwise as lines with an ETA in the Python log (logger ``genbench.core.progress``,
   INFO) at every tenth of the stage or every 30 s, whichever comes first; when
   nothing configured logging, the lines go to stderr instead of being dropped.
 

@@ -12,7 +12,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from .errors import ConfigError, closest
+from .errors import UnknownNameError, closest
 
 MODELS = {
     "true_mixture": "genbench.models.baselines:TrueMixture",
@@ -41,10 +41,6 @@ DATA_MODULES = {
     "cifar10": "genbench.data.images:CIFAR10DataModule",
     "svhn": "genbench.data.images:SVHNDataModule",
 }
-
-
-class UnknownNameError(ConfigError):
-    """An unknown model or data name; the message lists the valid choices."""
 
 
 def import_object(target: str):

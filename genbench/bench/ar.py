@@ -21,14 +21,14 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .runs import cpu_name
+from ..runs.execute import cpu_name
+from ..core.errors import DataUnavailableError
 
 D, SIDE = 784, 28
 
 
 def _test_images(n: int = 10_000, seed: int = 0) -> tuple[torch.Tensor, str]:
-    from .data import build_datamodule
-    from .data.files import DataUnavailableError
+    from ..data import build_datamodule
 
     try:
         x = build_datamodule({"name": "mnist", "variant": "larochelle", "download": False}).split("test")[:n]
@@ -39,7 +39,7 @@ def _test_images(n: int = 10_000, seed: int = 0) -> tuple[torch.Tensor, str]:
 
 
 def _info(x: torch.Tensor):
-    from .data.base import DataInfo, DataSpace
+    from ..data.base import DataInfo, DataSpace
 
     return DataInfo("mnist", "mnist/larochelle", DataSpace("binary", (1, SIDE, SIDE)), {"test": len(x)}, "bench",
                     train_mean=x.mean(0).view(1, SIDE, SIDE))
@@ -70,8 +70,8 @@ def nade_flops(d: int, h: int, naive: bool) -> int:
 
 def benchmark_nade(examples: int = 1000, hidden: int = 500, chunk: int = 10, seed: int = 0) -> dict:
     """NADE's test log-likelihood of ``examples`` images by the recurrence and by the naive computation."""
-    from .models.autoregressive import NADE
-    from .nn.nade import nade_logits_naive
+    from ..models.autoregressive import NADE
+    from ..nn.nade import nade_logits_naive
 
     x, data = _test_images(examples, seed)
     torch.manual_seed(seed)
@@ -95,7 +95,7 @@ def benchmark_nade(examples: int = 1000, hidden: int = 500, chunk: int = 10, see
 
 def benchmark_made_ensemble(examples: int = 10_000, masks: int = 32, hidden: int = 500, seed: int = 0) -> dict:
     """log (1/32) Σ_k p_k(x) of the test images, beside the bare products of the same passes."""
-    from .models.autoregressive import MADE
+    from ..models.autoregressive import MADE
 
     x, data = _test_images(examples, seed)
     torch.manual_seed(seed)
@@ -131,7 +131,7 @@ def conv_flops(model, rows: int, cols: int, n: int) -> int:
 
 def benchmark_pixelcnn_sampling(n: int = 100, features: int = 16, blocks: int = 7, head: int = 32, seed: int = 0) -> dict:
     """``sample(n)`` of 28×28 binary images, beside the bare convolutions of the same strips."""
-    from .models.autoregressive import PixelCNN
+    from ..models.autoregressive import PixelCNN
 
     x, _ = _test_images(100, seed)
     torch.manual_seed(seed)
@@ -164,7 +164,7 @@ def benchmark_pixelcnn_sampling(n: int = 100, features: int = 16, blocks: int = 
 
 
 def markdown(result: dict) -> list[str]:
-    """The report's sections (f)–(h), for :func:`genbench.bench.markdown`."""
+    """The report's sections (f)–(h), for :func:`genbench.bench.run.markdown`."""
     lines = []
     if result.get("nade_eval"):
         b = result["nade_eval"]

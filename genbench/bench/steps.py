@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .runs import cpu_name
+from ..runs.execute import cpu_name
 
 PRODUCTS = {"mm", "addmm", "bmm", "baddbmm"}
 
@@ -84,7 +84,7 @@ def lightning_step_seconds(model, data: torch.Tensor, batch_size: int, steps: in
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from .bench_rbm import fit_timed
+    from .rbm import fit_timed
 
     class Stamps(L.Callback):
         def __init__(self):
@@ -114,17 +114,17 @@ def bare_step_seconds(update: Callable[[torch.Tensor, int], object], batches: li
 # -- the models ----------------------------------------------------------------------------------------------------------
 
 def _rbm(x):
-    from .bench_rbm import _info
-    from .models.rbm import RBM
+    from .rbm import mnist_info
+    from ..models.rbm import RBM
 
-    model = RBM(_info(x), hidden=500, k=1, persistent=True, n_chains=100, lr=0.01)
+    model = RBM(mnist_info(x), hidden=500, k=1, persistent=True, n_chains=100, lr=0.01)
     opt = optimizer_of(model)
     return model, lambda b, i: model.fit_batch(b, opt), 100
 
 
 def _gan(x):
-    from .runs import build_model
-    from .tables import compose
+    from ..models import build_model
+    from ..tables import compose
 
     info = _gmm_info(x)
     model = build_model(compose(["experiment=gan_grid25"])["model"], info)
@@ -134,7 +134,7 @@ def _gan(x):
 
 def _realnvp(batch_norm: bool):
     def make(x):
-        from .models.flows import RealNVP
+        from ..models.flows import RealNVP
 
         model = RealNVP(_gmm_info(x), architecture="mlp", couplings=8, hidden=64, layers=2, weight_norm=False,
                         batch_norm=batch_norm, lr=3e-3)
@@ -160,28 +160,28 @@ def autograd_update(loss_of: Callable[[torch.Tensor], torch.Tensor],
 
 
 def _vae(x):
-    from .bench_vae import _burda_model
+    from .vae import burda_model
 
-    model = _burda_model(x, k=1)
+    model = burda_model(x, k=1)
     return model, autograd_update(lambda b: -model.bound(b, model.k).sum(), optimizer_of(model)), 20
 
 
 def _made(x):
-    from .bench_rbm import _info
-    from .models.autoregressive import MADE
+    from .rbm import mnist_info
+    from ..models.autoregressive import MADE
 
-    model = MADE(_info(x), hidden=[500], masks=1, optimizer="adam", lr=3e-3)
+    model = MADE(mnist_info(x), hidden=[500], masks=1, optimizer="adam", lr=3e-3)
     return model, autograd_update(lambda b: -model.training_log_prob(b).mean(), optimizer_of(model)), 100
 
 
 def _gmm_info(x):
-    from .data.base import DataInfo, DataSpace
+    from ..data.base import DataInfo, DataSpace
 
     return DataInfo("gmm2d", "gmm2d/bench", DataSpace("continuous", (2,)), {"train": len(x)}, "bench")
 
 
 def _gmm(n: int = 100_000) -> torch.Tensor:
-    from .data import build_datamodule
+    from ..data import build_datamodule
 
     return build_datamodule({"name": "gmm2d", "mixture": "grid25", "train_size": n, "val_size": 0,
                              "test_size": 1000}).split("train").float()
@@ -224,8 +224,8 @@ def lightning_own_step_seconds(steps: int = 300, warmup: int = 30) -> dict[str, 
 
 def benchmark_steps(names=None, steps: int = 300, warmup: int = 30, rounds: int = 3, seed: int = 0) -> dict:
     """(j): per model, the median step under Lightning, in a bare loop and of the products alone."""
-    from .bench_rbm import _mnist_train_binary
-    from .runs import quiet_lightning
+    from .rbm import mnist_train_binary
+    from ..runs.execute import quiet_lightning
 
     quiet_lightning()
     data = {}
@@ -234,7 +234,7 @@ def benchmark_steps(names=None, steps: int = 300, warmup: int = 30, rounds: int 
     for name in names or MODELS:
         label, source, make = MODELS[name]
         if source not in data:
-            data[source] = _mnist_train_binary(seed)[0] if source == "mnist" else _gmm()
+            data[source] = mnist_train_binary(seed)[0] if source == "mnist" else _gmm()
         x = data[source]
         torch.manual_seed(seed)
         model, update, batch = make(x)
@@ -269,7 +269,7 @@ def peer_flows(batch_norm: bool) -> dict:
     import normflows as nf
     import zuko
 
-    from .models.flows import RealNVP
+    from ..models.flows import RealNVP
 
     x = _gmm(1000)
     ours = RealNVP(_gmm_info(x), architecture="mlp", couplings=8, hidden=64, layers=2, weight_norm=False,
@@ -291,7 +291,7 @@ def benchmark_peers(steps: int = 300, warmup: int = 30, rounds: int = 5, points:
     ``torch.optim.Adam`` with its defaults, as their documentation trains), and log_prob and sampling of
     ``points`` points in evaluation mode without gradients; with and without genbench's batch norm. The three
     implementations take turns within each round, so a slow spell of a shared machine cannot fall on one alone."""
-    from .nn.flows import evaluating
+    from ..nn.flows import evaluating
 
     x = _gmm()
     batches = list(x[: 500 * 50].split(500))
@@ -381,7 +381,7 @@ def markdown(result: dict) -> list[str]:
 def ratios_figure(result: dict, path) -> None:
     """Every ratio of the report with a goal, drawn as "lower is better" (an at-least goal is drawn inverted, e.g.
     AIS as the plain matmul's GFLOP/s over AIS's), one bar each, its goal a black tick, red when missed."""
-    from .evaluation.samples import _figure, _save
+    from ..evaluation.samples import new_figure, save_figure
 
     bars = []
     if result.get("pcd_epoch"):
@@ -405,7 +405,7 @@ def ratios_figure(result: dict, path) -> None:
         bars.append((f"(l) {par['table']}: {par['workers']} workers / 1", 1 / par["speedup"], 1 / 1.6))
     if not bars:
         return
-    fig = _figure(figsize=(8, 0.26 * len(bars) + 1.3))
+    fig = new_figure(figsize=(8, 0.26 * len(bars) + 1.3))
     ax = fig.add_subplot(1, 1, 1)
     ys = range(len(bars))
     ax.barh(list(ys), [b[1] for b in bars], color=["tab:red" if b[2] and b[1] > b[2] else "tab:blue" for b in bars])
@@ -418,4 +418,4 @@ def ratios_figure(result: dict, path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("ratio, lower is better (black tick: goal; red: goal missed)")
     ax.set_title(f"genbench speed ratios, {result.get('machine', '')}, {result.get('date', '')}", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)

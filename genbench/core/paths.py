@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def checkout() -> Path | None:
@@ -57,7 +57,7 @@ def _checked(parts: tuple[str, ...]) -> tuple[str, ...]:
         text = str(part)
         if not text or text in (".", "..") or "/" in text or os.sep in text or Path(text).is_absolute():
             raise ValueError(f"bug: the output path part {text!r} is not a plain file or folder name; names chosen by "
-                             f"users must pass through genbench.identity.slug before they name a file")
+                             f"users must pass through genbench.runs.identity.slug before they name a file")
     return parts
 
 

@@ -27,6 +27,38 @@ class ModelContractError(GenbenchError):
     give one number per example (docs/design.md, "Model capabilities")."""
 
 
+class CheckpointError(GenbenchError):
+    """A file that is not a readable checkpoint written by a genbench run."""
+
+
+class CLIError(GenbenchError):
+    """A mistake on the command line itself (a missing argument, a model file that does not exist)."""
+
+
+class TableError(ConfigError):
+    """A bad table name, scale or table config; the message lists the valid choices."""
+
+
+class PublishedError(ConfigError):
+    """A malformed or duplicate published-number record; names the file and id."""
+
+
+class IncompatibleDataError(ConfigError):
+    """A model asked to train on a data space it does not support."""
+
+
+class DataUnavailableError(GenbenchError, RuntimeError):
+    """Data files are missing and could not be downloaded."""
+
+
+class ChecksumError(GenbenchError, RuntimeError):
+    """A data file is present but is not the official file."""
+
+
+class UnknownNameError(ConfigError):
+    """An unknown model or data name; the message lists the valid choices."""
+
+
 def closest(name: str, valid) -> str:
     """`` (did you mean X?)`` for the valid names closest to a misspelled one, or nothing."""
     near = difflib.get_close_matches(name, list(valid), n=3, cutoff=0.6)

@@ -25,7 +25,7 @@ def bernoulli(p: torch.Tensor, u: torch.Tensor | None = None, *, generator: torc
     """{0, 1} draws with probabilities ``p``, in p's dtype: ``u < p`` for U[0, 1) numbers ``u``.
 
     ``u`` defaults to ``torch.rand`` numbers from ``generator`` (torch's global RNG
-    if None); hot loops pass buffers filled by :class:`~genbench.nn.uniforms.Uniforms`.
+    if None); hot loops pass buffers filled by :class:`~genbench.core.uniforms.Uniforms`.
     The result is written into ``out``, else into u's buffer: no allocation beyond
     the uniforms, about 4× faster than ``torch.bernoulli`` on CPU.
     """
