@@ -20,7 +20,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster]'
 	touch $@
 
 demo: $(STAMP)
@@ -36,7 +36,7 @@ test-slow: $(STAMP)
 # step per family under Lightning vs a bare loop vs its products, flows vs zuko and normflows, a table on 2 workers)
 # → results/bench/; run on an idle machine
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster,bench]'
 	$(BIN)/python -m genbench.bench
 
 # the start-up of `genbench --help`, `list` and of a mistake (goal: under 1 s), fastest of 5 fresh interpreters each

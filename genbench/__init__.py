@@ -21,4 +21,4 @@ LAYERS = (
     ("cli",),                                    # the command
 )
 """genbench's packages and modules from the bottom up: each imports only from layers below its own (siblings in one
-layer know nothing of each other), and no import cycle exists (tests/test_layers.py checks both)."""
+layer know nothing of each other), and no import cycle exists (tests/unit/test_layers.py checks both)."""

@@ -5,7 +5,7 @@
     genbench table NAME [--scale smoke|cpu|paper] [--render-only] [--rows TEXT] [--seeds 0,1]   run a table's missing runs, write it
                  [--launcher local|submitit_local|slurm|ray --workers N]   ... on N worker processes, SLURM jobs or Ray tasks
     genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [KEY=VALUE ...]
-    genbench list [models|data|tables|published|experiments]
+    genbench list [models|capabilities|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
     genbench sweep NAME [--count N] [--backend wandb|optuna] [--storage URL] [--summary]
                                                             a sweep of configs/sweep/NAME.yaml (W&B's format): on the
@@ -13,6 +13,10 @@
 
 A mistake is one paragraph (exit status 2); --debug (or HYDRA_FULL_ERROR=1) shows its traceback. Results go under
 the results home ($GENBENCH_HOME, else the checkout): results/ and models/ (docs/design.md, "Runs and records").
+
+The modules that import torch and Lightning (a run's execution, the table runner, evaluation, launchers, sweeps)
+are imported inside the commands that run something, after the arguments are checked: ``--help``, ``list`` and
+every mistake answer in well under a second (``make bench-cli``).
 """
 
 from __future__ import annotations
@@ -24,10 +28,23 @@ import sys
 import time
 from pathlib import Path
 
+import hydra
+import yaml
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from .core import paths
 from .core.errors import CLIError, ConfigError, GenbenchError, closest
+from .core.optional import require
+from .core.registry import DATA_MODULES, MODELS
+from .models.contract import CAPABILITIES
+from .published import load_published
 from .runs.config import compose, options, paragraph, search_path
-from .runs.identity import slug
+from .runs.identity import digest, model_source, slug, train_run_id
+from .runs.schema import check_config
+from .runs.store import read_record
+from .tables.spec import check_selection, load_table, plan, table_names
 
 USAGE = __doc__
 
@@ -64,9 +81,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors that are the user's to fix (and Hydra's own, raised by ``genbench train``'s multirun path)."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     return (GenbenchError, HydraException, OmegaConfBaseException)
 
 
@@ -79,13 +93,7 @@ def cmd_train(args: list[str]) -> int:
     args = [a for a in args if a != "--overwrite"]
     if "-m" not in args and "--multirun" not in args:
         compose([a for a in args if not a.startswith("-") and not a.startswith("hydra")])
-    import hydra
-    from omegaconf import OmegaConf
-
     from .runs.execute import claim_run, train_and_evaluate
-    from .runs.identity import train_run_id
-    from .runs.schema import check_config
-    from .runs.store import read_record
 
     OmegaConf.register_new_resolver("genbench_results", lambda part: str(paths.results_dir(part)), replace=True)
     status = {"code": 0}
@@ -152,7 +160,6 @@ def cmd_evaluate(args: list[str]) -> int:
                        f"(each run record names its own)")
     from .evaluation import evaluate
     from .runs.checkpoints import load_checkpoint
-    from .runs.identity import digest
 
     config, model, dm = load_checkpoint(checkpoint)
     figure_dir = paths.results_dir("figures", "evaluate", f"{slug(checkpoint.parent.name)}-{digest(str(checkpoint.resolve()))[:8]}")
@@ -205,8 +212,6 @@ def _seed_list(text: str) -> list[int]:
 
 def _run_table(name, scale, extra_rows=None, output_name=None, launcher="local", workers=1, **kw):
     """Check the table, scale and selection (no torch yet), run it, print its render; returns the render."""
-    from .tables.spec import check_selection, load_table, plan
-
     spec = load_table(name)
     spec["models"] = [*spec["models"], *(extra_rows or [])]
     check_selection(spec, scale, plan(spec, scale), kw.get("rows"), kw.get("seeds"))
@@ -233,7 +238,11 @@ def cmd_compare(args: list[str]) -> int:
         raise CLIError("usage: genbench compare model=NAME|module:Class|file.py:Class table=NAME [--scale smoke|cpu|"
                        "paper] [KEY=VALUE ...]")
     row = compared_row(keyed["model"], extra)
-    compose(row["overrides"])  # a bad key or value is answered before the table's runs, without torch
+    spec = load_table(keyed["table"])
+    spec["models"] = [*spec["models"], row]
+    for p in plan(spec, scale):  # a bad key or value is answered before the table's runs, without torch
+        if p.key == row["id"]:
+            compose(p.overrides)
     written = _run_table(keyed["table"], scale, extra_rows=[row],
                          output_name=f"{keyed['table']}--compare-{slug(keyed['model'])}")
     ours = [r for p, r in written.runs if p.key == row["id"]]
@@ -249,10 +258,7 @@ def cmd_compare(args: list[str]) -> int:
 def compared_row(model: str, extra: list[str]) -> dict:
     """The row of a compared model: a registered name, or a user's ``file.py:Class`` / ``module:Class``, whose
     record file is named by the class and the resolved source, so two models never share a record."""
-    from .core.registry import MODELS
-    from .runs.identity import digest, model_source
-
-    if (paths.configs_dir() / "model" / f"{model}.yaml").is_file():
+    if model in options("model"):  # a config, shipped or in results/configs/model/
         return {"label": f"{model} (compared)", "id": f"{model}-compared", "overrides": [f"model={model}", *extra]}
     if ":" not in model:
         raise CLIError(f"unknown model {model!r}; valid: {', '.join(sorted(MODELS))}, or module:Class / "
@@ -275,13 +281,10 @@ def cmd_demo(args: list[str]) -> int:
 # -- list, sweep -------------------------------------------------------------------------------------------------------
 
 def cmd_list(args: list[str]) -> int:
-    from .core.registry import DATA_MODULES, MODELS
-    from .published import load_published
-    from .tables.spec import table_names
-
     what = args[0] if args else "all"
     sections = {
         "models": lambda: [f"{k:24s} {v}" for k, v in sorted(MODELS.items())],
+        "capabilities": lambda: [f"{c.name:16s} {c.needs} -> {c.evaluator}" for c in CAPABILITIES],
         "data": lambda: [f"{k:24s} {v}" for k, v in sorted(DATA_MODULES.items())],
         "tables": lambda: table_names(),
         "experiments": lambda: options("experiment"),
@@ -328,11 +331,9 @@ def cmd_sweep(args: list[str]) -> int:
     if not wandb_online():
         raise CLIError("--backend wandb needs the W&B server: set WANDB_API_KEY (or run `wandb login`), or run the sweep "
                        f"offline with `genbench sweep {a.name}` (Optuna)")
-    import wandb
-    import yaml
-
     config = yaml.safe_load(sweep.path.read_text())
     project = config.get("project", "genbench")
+    wandb = require("wandb", "genbench sweep --backend wandb")
     sweep_id = wandb.sweep(config, project=project)
     count = ["--count", str(a.count)] if a.count else []
     os.execvp("wandb", ["wandb", "agent", "--project", project, *count, sweep_id])

@@ -15,13 +15,16 @@ filesystem every worker sees (``GENBENCH_HOME``, :mod:`genbench.core.paths`).
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from typing import Any
 
+import torch
 import yaml
 
 from .core import paths
 from .core.errors import ConfigError
+from .core.optional import require
 from .tables import Render, load_table, plan, run_table
 
 LAUNCHERS = ("local", "submitit_local", "slurm", "ray")
@@ -49,8 +52,6 @@ def forked_workers(launcher: str, name: str, scale: str, workers: int, picked: d
     process that has multiplied in parallel does not survive a fork, and a forked child that starts a parallel
     region hangs (measured here). Many small runs use the cores best one per core anyway; multi-thread workers are
     submitit_local's (new interpreters)."""
-    import multiprocessing
-
     fork = multiprocessing.get_context("fork")
     procs = [fork.Process(target=table_worker, name=f"genbench-worker-{i}",
                           args=(name, scale, paths.environment(), 1, picked)) for i in range(workers)]
@@ -81,7 +82,7 @@ def submitit_workers(launcher: str, name: str, scale: str, workers: int, picked:
 def ray_workers(launcher: str, name: str, scale: str, workers: int, picked: dict[str, Any], log):
     """Run the workers as Ray tasks: on a local Ray instance (``address: null``, the machine's cores shared out), or
     on the cluster at ``address``, each task with ``num_cpus``/``num_gpus`` of ``configs/launcher/ray.yaml``."""
-    import ray
+    ray = require("ray", "the ray launcher")
 
     settings = launcher_settings("ray")
     address = settings.pop("address", None)
@@ -111,8 +112,6 @@ def table_worker(name: str, scale: str, env: dict[str, str], threads: int | None
     elsewhere)."""
     os.environ.update(env)
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
     run_table(name, scale, render=False, **picked)
 
@@ -131,7 +130,7 @@ def launcher_settings(launcher: str) -> dict[str, Any]:
 
 def executor_for(launcher: str, name: str, scale: str):
     """submitit's executor with ``configs/launcher/LAUNCHER.yaml``; job folders under ``results/launcher/``."""
-    import submitit
+    submitit = require("submitit", f"the {launcher} launcher")
 
     settings = launcher_settings(launcher)
     if launcher == "slurm" and not settings.get("slurm_partition"):

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from .core import paths
+from .core.optional import require
 
 
 def wandb_online() -> bool:
@@ -35,8 +36,6 @@ def build_loggers(config: dict[str, Any], run_id: str, group: str) -> list:
     loggers = [CSVLogger(save_dir=str(log_dir.parent), name=run_id, version="")]
     opts = config.get("logger") or {}
     if opts.get("wandb"):
-        from lightning.pytorch.loggers import WandbLogger
-
         save_dir = paths.results_dir("wandb")
         save_dir.mkdir(parents=True, exist_ok=True)
         loggers.append(WandbLogger(
@@ -49,7 +48,6 @@ def build_loggers(config: dict[str, Any], run_id: str, group: str) -> list:
 def finish_loggers(loggers) -> None:
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger":
-            import wandb
-
+            wandb = require("wandb", "logger=wandb")
             if wandb.run is not None:
                 wandb.finish()

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from genbench.core.paths import configs_dir
+
 from .core.errors import PublishedError
 
 METRICS = {
@@ -157,8 +159,6 @@ def load_published(folder: str | Path | None = None) -> dict[str, Published]:
     typo cannot silently shadow or mislabel an anchor.
     """
     if folder is None:
-        from genbench.core.paths import configs_dir
-
         folder = configs_dir() / "published"
     folder = Path(folder)
     files = sorted(folder.glob("*.yaml"))

@@ -21,15 +21,17 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..runs.execute import cpu_name
 from ..core.errors import DataUnavailableError
+from ..data import build_datamodule
+from ..data.base import DataInfo, DataSpace
+from ..models.autoregressive import MADE, NADE, PixelCNN
+from ..nn.nade import nade_logits_naive
+from ..runs.execute import cpu_name
 
 D, SIDE = 784, 28
 
 
 def _test_images(n: int = 10_000, seed: int = 0) -> tuple[torch.Tensor, str]:
-    from ..data import build_datamodule
-
     try:
         x = build_datamodule({"name": "mnist", "variant": "larochelle", "download": False}).split("test")[:n]
         return x.reshape(len(x), -1).float().contiguous(), f"mnist/larochelle test ({len(x):,})"
@@ -39,8 +41,6 @@ def _test_images(n: int = 10_000, seed: int = 0) -> tuple[torch.Tensor, str]:
 
 
 def _info(x: torch.Tensor):
-    from ..data.base import DataInfo, DataSpace
-
     return DataInfo("mnist", "mnist/larochelle", DataSpace("binary", (1, SIDE, SIDE)), {"test": len(x)}, "bench",
                     train_mean=x.mean(0).view(1, SIDE, SIDE))
 
@@ -70,9 +70,6 @@ def nade_flops(d: int, h: int, naive: bool) -> int:
 
 def benchmark_nade(examples: int = 1000, hidden: int = 500, chunk: int = 10, seed: int = 0) -> dict:
     """NADE's test log-likelihood of ``examples`` images by the recurrence and by the naive computation."""
-    from ..models.autoregressive import NADE
-    from ..nn.nade import nade_logits_naive
-
     x, data = _test_images(examples, seed)
     torch.manual_seed(seed)
     model = NADE(_info(x), hidden=hidden).eval()
@@ -95,8 +92,6 @@ def benchmark_nade(examples: int = 1000, hidden: int = 500, chunk: int = 10, see
 
 def benchmark_made_ensemble(examples: int = 10_000, masks: int = 32, hidden: int = 500, seed: int = 0) -> dict:
     """log (1/32) Σ_k p_k(x) of the test images, beside the bare products of the same passes."""
-    from ..models.autoregressive import MADE
-
     x, data = _test_images(examples, seed)
     torch.manual_seed(seed)
     model = MADE(_info(x), hidden=[hidden], masks=masks).eval()
@@ -131,8 +126,6 @@ def conv_flops(model, rows: int, cols: int, n: int) -> int:
 
 def benchmark_pixelcnn_sampling(n: int = 100, features: int = 16, blocks: int = 7, head: int = 32, seed: int = 0) -> dict:
     """``sample(n)`` of 28×28 binary images, beside the bare convolutions of the same strips."""
-    from ..models.autoregressive import PixelCNN
-
     x, _ = _test_images(100, seed)
     torch.manual_seed(seed)
     model = PixelCNN(_info(x), features=features, blocks=blocks, head=head).eval()

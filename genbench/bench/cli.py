@@ -3,7 +3,7 @@
 Each command runs in a fresh interpreter, as a user's shell starts it, the fastest of a few rounds (a shared machine
 only ever adds time), beside a bare ``python -c pass`` and ``import torch`` for scale. The goal (issue 22): well under
 a second for ``list`` and a misspelled key, which holds only while nothing on their path imports torch, Lightning,
-pandas or matplotlib (``tests/test_newcomer.py`` checks that path; this measures it).
+pandas or matplotlib (``tests/faults/test_newcomer.py`` checks that path; this measures it).
 """
 
 from __future__ import annotations

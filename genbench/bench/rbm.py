@@ -8,13 +8,21 @@ ratio measured in one call (docs/design.md, "Speed"): the AIS loop's useful arit
 
 from __future__ import annotations
 
+import os
 import time
+from contextlib import nullcontext
 
+import lightning as L
 import torch
+from sklearn.neural_network import BernoulliRBM
+from threadpoolctl import threadpool_limits
 
-from ..evaluation.ais import ais_log_z, sm_schedule
-from ..runs.execute import cpu_name
 from ..core.errors import DataUnavailableError
+from ..data import build_datamodule
+from ..data.base import DataInfo, DataSpace, shuffled_loader
+from ..evaluation.ais import ais_log_z, sm_schedule
+from ..models.rbm import RBM, native_bfloat16
+from ..runs.execute import cpu_name, quiet_lightning
 
 
 def benchmark_ais(V: int = 784, H: int = 500, runs: int = 100, betas=None, plain_steps: int = 2000,
@@ -71,9 +79,6 @@ def benchmark_ais(V: int = 784, H: int = 500, runs: int = 100, betas=None, plain
 def fit_timed(model, x: torch.Tensor, batch_size: int, timer, logger=False, **limits) -> None:
     """``Trainer.fit`` of ``model`` on ``x`` in shuffled batches as the data modules hand them out, on the CPU, with
     the callback ``timer`` and the Trainer's ``limits`` (max_epochs, max_steps)."""
-    import lightning as L
-
-    from ..data.base import shuffled_loader
 
     L.Trainer(logger=logger, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
               num_sanity_val_steps=0, callbacks=[timer], accelerator="cpu", devices=1, log_every_n_steps=50,
@@ -83,8 +88,6 @@ def fit_timed(model, x: torch.Tensor, batch_size: int, timer, logger=False, **li
 def lightning_epoch_seconds(model, x: torch.Tensor, batch_size: int) -> float:
     """One epoch of ``model`` over ``x`` through the Lightning Trainer; the epoch alone is timed (not the Trainer's
     set-up)."""
-    import lightning as L
-
     class EpochTimer(L.Callback):
         def on_train_epoch_start(self, trainer, pl_module):
             self.t0 = time.perf_counter()
@@ -103,8 +106,6 @@ def mnist_train_binary(seed: int = 0) -> tuple[torch.Tensor, str]:
     Timing does not depend on pixel values (dense BLAS), so without the MNIST
     files a Bernoulli(0.13) matrix of the same shape stands in; the result says which.
     """
-    from ..data import build_datamodule
-
     try:
         x = build_datamodule({"name": "mnist", "variant": "fixed", "download": False, "binarize_seed": seed}).split("train")
         return x.reshape(len(x), -1).float().contiguous(), "mnist/fixed train (60,000)"
@@ -115,8 +116,6 @@ def mnist_train_binary(seed: int = 0) -> tuple[torch.Tensor, str]:
 
 def mnist_info(x: torch.Tensor):
     """The DataInfo of binary MNIST-shaped training data ``x`` [N, 784] (for models built outside a data module)."""
-    from ..data.base import DataInfo, DataSpace
-
     return DataInfo("mnist", "mnist/fixed", DataSpace("binary", (1, 28, 28)), {"train": len(x)}, "bench",
                     train_mean=x.mean(0))
 
@@ -148,13 +147,7 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
     update waits for a core), so compare only runs made on an idle machine,
     or use ``threads=1``.
     """
-    import os
-    from contextlib import nullcontext
 
-    from sklearn.neural_network import BernoulliRBM
-    from threadpoolctl import threadpool_limits
-
-    from ..models.rbm import RBM, native_bfloat16
 
     x, data_name = mnist_train_binary(seed)
     n, V = x.shape
@@ -193,7 +186,6 @@ def benchmark_pcd_epoch(hidden: int = 500, batch_size: int = 100, lr: float = 0.
             torch.mm(h.t(), v, out=out_w), torch.mm(h.t(), v, out=out_w)
         return time.perf_counter() - t0
 
-    from ..runs.execute import quiet_lightning
 
     quiet_lightning()
     old_threads, load_before = torch.get_num_threads(), os.getloadavg()

@@ -35,9 +35,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
+from ..core import paths
+from ..runs.execute import cpu_name
+from ..runs.store import read_record
+from ..tables import table_names
+from .ar import benchmark_made_ensemble, benchmark_nade, benchmark_pixelcnn_sampling
+from .ar import markdown as ar_markdown
 from .cli import cli_latency
 from .cli import markdown as cli_markdown
-from ..core import paths
+from .rbm import benchmark_ais, benchmark_pcd_epoch
+from .steps import benchmark_peers, benchmark_steps, ratios_figure
+from .steps import markdown as steps_markdown
+from .vae import benchmark_bound, benchmark_vae_epoch
 
 
 def table_smoke_cost(name: str) -> dict:
@@ -61,8 +72,6 @@ def parallel_table_cost(name: str = "mode-coverage-2d", workers: int = 2, rounds
     processes forked by the ``local`` launcher, and on as many ``submitit_local`` jobs (new interpreters); each the
     fastest of ``rounds`` interleaved rounds (a shared machine only ever adds time), with whether the renders hold
     the same numbers."""
-    import pandas as pd
-
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "GENBENCH_REFERENCE": "none"}
     env.setdefault("GENBENCH_DATA", str(paths.data_root().resolve()))
     ways = {"sequential": [], "local": ["--launcher", "local", "--workers", str(workers)],
@@ -90,8 +99,6 @@ def parallel_table_cost(name: str = "mode-coverage-2d", workers: int = 2, rounds
 
 def recorded_costs(name: str = "mnist-nll", scale: str = "cpu") -> dict | None:
     """The wall times a table's records of one scale hold, row by row: what rendering it cost (no run here)."""
-    from ..runs.store import read_record
-
     folders = [paths.results_dir("runs", name, scale), paths.reference_dir("runs", name, scale)]
     folder = next((f for f in folders if f is not None and f.is_dir()), folders[0])
     records = [r for r in (read_record(f) for f in sorted(folder.glob("*.json"))) if r and r.get("status") == "finished"]
@@ -157,8 +164,6 @@ def markdown(result: dict) -> str:
                   "| k | Lightning epoch (s) | bare loop of the same updates (s) | ratio |", "|---|---|---|---|"]
         lines += [f"| {e['k']} | {e['lightning_s']:.1f} | {e['bare_s']:.1f} | {e['ratio']:.2f} |" for e in result["vae_epoch"]]
         lines += [""]
-    from .ar import markdown as ar_markdown
-    from .steps import markdown as steps_markdown
 
     lines += ar_markdown(result)
     lines += steps_markdown(result)
@@ -180,39 +185,27 @@ def markdown(result: dict) -> str:
 
 
 def _pcd() -> dict:
-    from .rbm import benchmark_pcd_epoch
-
     return {"pcd_epoch": benchmark_pcd_epoch()}
 
 
 def _ais() -> dict:
-    from .rbm import benchmark_ais
-
     return {"ais": benchmark_ais()}
 
 
 def _vae() -> dict:
-    from .vae import benchmark_bound, benchmark_vae_epoch
-
     return {"vae_bound": benchmark_bound(), "vae_epoch": [benchmark_vae_epoch(k=k) for k in (1, 50)]}
 
 
 def _ar() -> dict:
-    from .ar import benchmark_made_ensemble, benchmark_nade, benchmark_pixelcnn_sampling
-
     return {"nade_eval": benchmark_nade(), "made_ensemble": benchmark_made_ensemble(),
             "pixelcnn_sampling": benchmark_pixelcnn_sampling()}
 
 
 def _steps() -> dict:
-    from .steps import benchmark_steps
-
     return {"training_step": benchmark_steps()}
 
 
 def _peers() -> dict:
-    from .steps import benchmark_peers
-
     return {"flow_peers": benchmark_peers()}
 
 
@@ -228,8 +221,6 @@ def main(argv=None) -> dict:
     ap.add_argument("--tables", nargs="*", default=None, help="tables to time (default: all)")
     ap.add_argument("--out", type=Path, default=paths.results_dir("bench"))
     a = ap.parse_args(argv)
-    from ..runs.execute import cpu_name
-    from ..tables import table_names
 
     out = a.out / "bench.json"
     previous = json.loads(out.read_text()) if out.is_file() else {}  # sections skipped now keep their last values
@@ -247,7 +238,6 @@ def main(argv=None) -> dict:
     a.out.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     (a.out / "bench.md").write_text(markdown(result))
-    from .steps import ratios_figure
 
     ratios_figure(result, a.out / "ratios.png")
     print(markdown(result))

@@ -23,10 +23,25 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import lightning as L
 import torch
+import zuko
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..runs.execute import cpu_name
+from ..core.optional import require
+from ..data import build_datamodule
+from ..data.base import DataInfo, DataSpace
+from ..evaluation.samples import new_figure, save_figure
+from ..models import build_model
+from ..models.autoregressive import MADE
+from ..models.flows import RealNVP
+from ..models.rbm import RBM
+from ..nn.flows import evaluating
+from ..runs.execute import cpu_name, quiet_lightning
+from ..tables import compose
+from .rbm import fit_timed, mnist_info, mnist_train_binary
+from .vae import burda_model
 
 PRODUCTS = {"mm", "addmm", "bmm", "baddbmm"}
 
@@ -81,10 +96,6 @@ def products_seconds(products, repeats: int = 200, seed: int = 0) -> float:
 def lightning_step_seconds(model, data: torch.Tensor, batch_size: int, steps: int, warmup: int) -> float:
     """Median seconds from one batch's start to the next under ``Trainer.fit``: loading, the update, hooks and
     logging (a CSV logger, ``log_every_n_steps`` 50, as ``configs/trainer/default.yaml``)."""
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-
-    from .rbm import fit_timed
 
     class Stamps(L.Callback):
         def __init__(self):
@@ -114,18 +125,12 @@ def bare_step_seconds(update: Callable[[torch.Tensor, int], object], batches: li
 # -- the models ----------------------------------------------------------------------------------------------------------
 
 def _rbm(x):
-    from .rbm import mnist_info
-    from ..models.rbm import RBM
-
     model = RBM(mnist_info(x), hidden=500, k=1, persistent=True, n_chains=100, lr=0.01)
     opt = optimizer_of(model)
     return model, lambda b, i: model.fit_batch(b, opt), 100
 
 
 def _gan(x):
-    from ..models import build_model
-    from ..tables import compose
-
     info = _gmm_info(x)
     model = build_model(compose(["experiment=gan_grid25"])["model"], info)
     opts = model.configure_optimizers()
@@ -134,8 +139,6 @@ def _gan(x):
 
 def _realnvp(batch_norm: bool):
     def make(x):
-        from ..models.flows import RealNVP
-
         model = RealNVP(_gmm_info(x), architecture="mlp", couplings=8, hidden=64, layers=2, weight_norm=False,
                         batch_norm=batch_norm, lr=3e-3)
         return model, autograd_update(lambda b: model.training_loss(b)[0], optimizer_of(model)), 500
@@ -160,29 +163,20 @@ def autograd_update(loss_of: Callable[[torch.Tensor], torch.Tensor],
 
 
 def _vae(x):
-    from .vae import burda_model
-
     model = burda_model(x, k=1)
     return model, autograd_update(lambda b: -model.bound(b, model.k).sum(), optimizer_of(model)), 20
 
 
 def _made(x):
-    from .rbm import mnist_info
-    from ..models.autoregressive import MADE
-
     model = MADE(mnist_info(x), hidden=[500], masks=1, optimizer="adam", lr=3e-3)
     return model, autograd_update(lambda b: -model.training_log_prob(b).mean(), optimizer_of(model)), 100
 
 
 def _gmm_info(x):
-    from ..data.base import DataInfo, DataSpace
-
     return DataInfo("gmm2d", "gmm2d/bench", DataSpace("continuous", (2,)), {"train": len(x)}, "bench")
 
 
 def _gmm(n: int = 100_000) -> torch.Tensor:
-    from ..data import build_datamodule
-
     return build_datamodule({"name": "gmm2d", "mixture": "grid25", "train_size": n, "val_size": 0,
                              "test_size": 1000}).split("train").float()
 
@@ -201,8 +195,6 @@ def lightning_own_step_seconds(steps: int = 300, warmup: int = 30) -> dict[str, 
     """Lightning's own cost per step: a one-parameter module whose step does almost nothing, with automatic and with
     manual optimization, over the same loader and logger as :func:`lightning_step_seconds`. No update through the
     Trainer can cost less than this more than its bare loop."""
-    import lightning as L
-
     class Tiny(L.LightningModule):
         def __init__(self, manual: bool):
             super().__init__()
@@ -224,9 +216,6 @@ def lightning_own_step_seconds(steps: int = 300, warmup: int = 30) -> dict[str, 
 
 def benchmark_steps(names=None, steps: int = 300, warmup: int = 30, rounds: int = 3, seed: int = 0) -> dict:
     """(j): per model, the median step under Lightning, in a bare loop and of the products alone."""
-    from .rbm import mnist_train_binary
-    from ..runs.execute import quiet_lightning
-
     quiet_lightning()
     data = {}
     out = {"benchmark": "training_step", "steps": steps, "warmup": warmup, "rounds": rounds,
@@ -266,10 +255,8 @@ def peer_flows(batch_norm: bool) -> dict:
     """{name: (module, training loss of a batch, log_prob, sample)} of the 2D Real NVP (8 affine couplings, s and t
     from one 2 × 64 ReLU network, Gaussian prior) in genbench, zuko and normflows. Only genbench's has the
     ``flows-2d`` batch norm; the peers have none."""
-    import normflows as nf
-    import zuko
+    nf = require("normflows", "make bench (k), the flows against normflows")
 
-    from ..models.flows import RealNVP
 
     x = _gmm(1000)
     ours = RealNVP(_gmm_info(x), architecture="mlp", couplings=8, hidden=64, layers=2, weight_norm=False,
@@ -291,8 +278,6 @@ def benchmark_peers(steps: int = 300, warmup: int = 30, rounds: int = 5, points:
     ``torch.optim.Adam`` with its defaults, as their documentation trains), and log_prob and sampling of
     ``points`` points in evaluation mode without gradients; with and without genbench's batch norm. The three
     implementations take turns within each round, so a slow spell of a shared machine cannot fall on one alone."""
-    from ..nn.flows import evaluating
-
     x = _gmm()
     batches = list(x[: 500 * 50].split(500))
     out = {"benchmark": "flows_2d_peers", "steps": steps, "points": points, "rounds": rounds,
@@ -381,8 +366,6 @@ def markdown(result: dict) -> list[str]:
 def ratios_figure(result: dict, path) -> None:
     """Every ratio of the report with a goal, drawn as "lower is better" (an at-least goal is drawn inverted, e.g.
     AIS as the plain matmul's GFLOP/s over AIS's), one bar each, its goal a black tick, red when missed."""
-    from ..evaluation.samples import new_figure, save_figure
-
     bars = []
     if result.get("pcd_epoch"):
         bars.append(("(a) PCD-1 epoch / scikit-learn's", result["pcd_epoch"]["ratio"], 0.5))

@@ -17,13 +17,13 @@ import time
 
 import torch
 
-from .rbm import mnist_info, mnist_train_binary, lightning_epoch_seconds
-from ..runs.execute import cpu_name
+from ..models.vae import VAE
+from ..nn.vae import flushing_denormals
+from ..runs.execute import cpu_name, quiet_lightning
+from .rbm import lightning_epoch_seconds, mnist_info, mnist_train_binary
 
 
 def burda_model(x: torch.Tensor, k: int = 1):
-    from ..models.vae import VAE
-
     torch.manual_seed(0)
     return VAE(mnist_info(x), objective="iwae", k=k)
 
@@ -73,9 +73,6 @@ def benchmark_bound(examples: int = 10_000, k: int = 5000, floor_chunks: int = 4
 
 def benchmark_vae_epoch(k: int = 1, batch_size: int = 20, repeats: int = 1, seed: int = 0) -> dict:
     """One epoch of Burda's 1-layer model through Lightning and through a bare loop of the same updates."""
-    from ..nn.vae import flushing_denormals
-    from ..runs.execute import quiet_lightning
-
     x, data = mnist_train_binary(seed)
 
     def run_lightning() -> float:

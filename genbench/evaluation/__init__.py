@@ -14,8 +14,14 @@ import lightning as L
 import torch
 
 from ..core.errors import ModelContractError
+from ..models.contract import CAPABILITIES, offers
+from .decoder_ais import decoder_ais_records
+from .features import svm_error
+from .inference import inference_quality
 from .likelihood import likelihood_records
+from .modes import mode_coverage
 from .records import Result
+from .samples import save_density_2d, save_image_grid, save_scatter_2d
 
 FIGURE_SAMPLES = {"image": 64, "points": 2000}
 
@@ -29,25 +35,18 @@ def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_d
     records = likelihood_records(model, datamodule.split(split), info, split, settings.get("likelihood"),
                               batch_size=datamodule.eval_batch_size)
     if settings.get("decoder_ais"):
-        from .decoder_ais import decoder_ais_records, has_decoder  # AIS for decoder models (Wu et al. 2017), on request
-
-        if has_decoder(model):
+        if offers(model, "decoder"):
             records += decoder_ais_records(model, datamodule.split(split), info, settings["decoder_ais"],
                                            entropy=not any(r.metric == "mixture_entropy" for r in records))
-    if settings.get("features") and callable(getattr(model, "features", None)) and datamodule.labels(split) is not None:
-        from .features import svm_error  # a linear probe of encoder features, when the run asks for it
-
+    if settings.get("features") and offers(model, "features") and datamodule.labels(split) is not None:
         records += svm_error(model, datamodule, split, **settings["features"])
     figures: list[str] = []
-    if callable(getattr(model, "sample", None)):
+    if offers(model, "sample"):
         model.eval()
         if info.mixture is not None:
-            from .modes import mode_coverage
-
             records += mode_coverage(model, info.mixture, **settings.get("modes", {}))
-            from .inference import has_inference, inference_quality
 
-            if has_inference(model):  # encoder + decoder: reconstructions and q(z) vs the prior
+            if offers(model, "inference"):  # encoder + decoder: reconstructions and q(z) vs the prior
                 records += inference_quality(model, datamodule.split(split), info.mixture, **settings.get("inference", {}))
         if figure_dir is not None:
             figures = sample_figures(model, datamodule, Path(figure_dir))
@@ -58,38 +57,25 @@ def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_d
 
 
 def check_capabilities(model, x: torch.Tensor, info) -> None:
-    """Call each capability once on two examples and check the shapes against the contract (docs/design.md,
-    "Model capabilities"), so that a wrong model fails here with its cause named, not deep inside an evaluator."""
-    name = type(model).__name__
+    """Call each capability the model offers once on two examples and check its output against the contract
+    (:data:`genbench.models.contract.CAPABILITIES`), so that a wrong model fails here with its cause named, not
+    deep inside an evaluator."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the check must not shift later draws
             x = x.float().to(next(iter(model.parameters()), torch.empty(0)).device)
-            calls = {"log_prob(x)": lambda: model.log_prob(x), "log_prob_bound(x, 2)": lambda: model.log_prob_bound(x, 2),
-                     "free_energy(x)": lambda: model.free_energy(x)}
-            for call, fn in calls.items():
-                if callable(getattr(model, call.split("(")[0], None)):
-                    out = fn()
-                    if tuple(out.shape) != (len(x),):
-                        raise ModelContractError(
-                            f"{name}.{call} returned shape {tuple(out.shape)} for a batch of {len(x)} examples of shape "
-                            f"{tuple(x.shape[1:])}; it must return one number per example, shape ({len(x)},) "
-                            f"(e.g. sum the per-dimension terms over every axis but the first)")
-            if callable(getattr(model, "sample", None)):
-                shape = tuple(model.sample(2).shape)
-                if shape not in ((2, *info.shape), (2, info.dim)):
-                    raise ModelContractError(
-                        f"{name}.sample(2) returned shape {shape}; it must return 2 draws shaped like the data, "
-                        f"{(2, *info.shape)} (or flat, {(2, info.dim)})")
+            for cap in CAPABILITIES:
+                if cap.probe is not None and offers(model, cap.name):
+                    problem = cap.expect(cap.probe(model, x), x, info)
+                    if problem:
+                        raise ModelContractError(f"{type(model).__name__}.{cap.call} {problem}")
     finally:
         model.train(was_training)
 
 
 def sample_figures(model, datamodule, figure_dir: Path) -> list[str]:
     """Sample figures in the data's own form: an image grid, or a 2D scatter over the true density."""
-    from .samples import save_density_2d, save_image_grid, save_scatter_2d
-
     info = datamodule.info
     figure_dir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -99,7 +85,7 @@ def sample_figures(model, datamodule, figure_dir: Path) -> list[str]:
             return [str(save_scatter_2d(x, figure_dir / "samples.png", mixture=info.mixture, data=test,
                                         title=f"samples ({info.variant})")),
                     str(save_density_2d(x, figure_dir / "density.png", mixture=info.mixture,
-                                        log_prob=model.log_prob if callable(getattr(model, "log_prob", None)) else None))]
+                                        log_prob=model.log_prob if offers(model, "log_prob") else None))]
         if len(info.shape) == 3:  # models with sample_means (RBMs) show E[v | h], as Dumoulin's figures do
             draw = getattr(model, "sample_means", model.sample)
             x = draw(FIGURE_SAMPLES["image"]).detach().cpu().reshape(-1, *info.shape)

@@ -46,11 +46,13 @@ import torch
 from ..core.bernoulli import bernoulli
 from ..core.errors import ConfigError, GenbenchError, ModelContractError
 from ..core.progress import Progress
+from ..models.contract import offers
 from .ais import log_mean_exp
+from .likelihood import ENTROPY_SAMPLES, mixture_entropy, scores_per_example
 from .records import Result, mean_and_std_error
 
 __all__ = ["DEFAULTS", "StepSize", "sigmoid_schedule", "hmc_move", "anneal", "ais_log_prob", "reverse_ais_log_prob",
-           "Observation", "observation_model", "has_decoder", "decoder_ais_records"]
+           "Observation", "observation_model", "decoder_ais_records"]
 
 DEFAULTS: dict[str, Any] = {
     "temperatures": 10_000,        # T, including β = 0 and β = 1 (Wu et al. §5.3.1)
@@ -237,12 +239,6 @@ class Observation:
     description: str
 
 
-def has_decoder(model) -> bool:
-    """A latent N(0, I) prior (``latent_dim``) and an observation model: its own or a mean to put noise around."""
-    return hasattr(model, "latent_dim") and any(callable(getattr(model, m, None))
-                                                for m in ("observation_log_prob", "decode_mean"))
-
-
 def observation_model(model, info, variance: float | None) -> Observation:
     """The model's own ``observation_log_prob`` if it has one; else Gaussian (variance σ²) or Bernoulli noise
     around ``decode_mean(z)`` on continuous or binary data."""
@@ -357,9 +353,7 @@ def decoder_ais_records(model, data: torch.Tensor, info, settings: dict | None, 
         if n_sim:
             records += _bdmc(obs, d, n_sim, betas, chains, run, gen, device, protocol)
         k = cfg["iwae_k"]
-        if k and callable(getattr(model, "log_prob_bound", None)):
-            from .likelihood import scores_per_example  # the likelihood evaluator's batched pass, with its progress
-
+        if k and offers(model, "log_prob_bound"):
             bound = scores_per_example(lambda v: model.log_prob_bound(v, int(k)), x, 20, f"IWAE bound, k={k}")
             what = {"examples": len(x), "k": int(k),
                     "what": "the model's log_prob_bound(x, k) on the AIS examples (paired with nll_ais)"}
@@ -372,8 +366,6 @@ def decoder_ais_records(model, data: torch.Tensor, info, settings: dict | None, 
     finally:
         model.train(was_training)
     if entropy and info.mixture is not None:
-        from .likelihood import ENTROPY_SAMPLES, mixture_entropy
-
         h, h_se = mixture_entropy(info.mixture)
         records.append(Result("mixture_entropy", h, "nats", "estimate", std_error=h_se, n=ENTROPY_SAMPLES,
                               settings={"what": "entropy of the true mixture: the floor of any model's NLL",

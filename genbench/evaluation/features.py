@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 import torch
+from sklearn.svm import LinearSVC
 
 from .records import Result
 
@@ -55,8 +56,6 @@ def svm_error(model, datamodule, split: str = "test", labelled: int = 1000, vali
               pool: int | None = None, repeats: int = 100, balanced: bool = True, log_c: tuple = (-20.0, 20.0, 50),
               max_iter: int = 10_000, seed: int = 0) -> list[Result]:
     """``error_pct``: the mean test error (%) of ``repeats`` linear SVMs on ``labelled`` examples' features."""
-    from sklearn.svm import LinearSVC
-
     train_x, train_y = datamodule.split("train"), datamodule.labels("train")
     if "val" in datamodule.splits:
         val_x, val_y = datamodule.split("val"), datamodule.labels("val")

@@ -20,13 +20,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 from scipy import stats
 
-from genbench.data.gmm2d import GaussianMixture
+from ..data.gmm2d import GaussianMixture
+from ..models.contract import offers
 
 from .records import Result, mean_and_std_error
+from .samples import new_figure
 
 REFERENCE = "Dumoulin 2018 §5.4.5 (Fig. 5.8): reconstructions of 10,000 held-out points"
 BANDWIDTHS = (0.5, 1.0, 2.0)
@@ -44,11 +47,6 @@ def mmd2_unbiased(a: torch.Tensor, b: torch.Tensor, bandwidths=BANDWIDTHS) -> fl
     kaa, kbb, kab = k(a, a), k(b, b), k(a, b)
     return ((kaa.sum() - kaa.diagonal().sum()) / (m * (m - 1)) + (kbb.sum() - kbb.diagonal().sum()) / (n * (n - 1))
             - 2 * kab.mean()).item()
-
-
-def has_inference(model) -> bool:
-    """The model maps data to codes and back (the evaluator's and the figure's requirement)."""
-    return all(callable(getattr(model, m, None)) for m in ("encode", "decode"))
 
 
 def reconstruct(model, x: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,8 +106,6 @@ X_LIM, Z_LIM = 6.0, 4.0  # the thesis figure's axes: x in [-6, 6], z in [-4, 4]
 
 def mode_colors(k: int) -> np.ndarray:
     """K distinct colours in a fixed shuffled order, so neighbouring modes differ."""
-    import matplotlib
-
     order = np.random.default_rng(0).permutation(k)
     return matplotlib.colormaps["hsv"](np.linspace(0, 1, k, endpoint=False))[order]
 
@@ -138,9 +134,7 @@ def fig_5_8(runs, path, n: int = 10_000, seed: int = 0):
     are draws from q(z | x) and reconstructions and generator samples are decoder means E[x | z]. Columns of runs
     that did not finish say so.
     """
-    from .samples import new_figure
-
-    runs = [r for r in runs if r.model is None or has_inference(r.model)]
+    runs = [r for r in runs if r.model is None or offers(r.model, "inference")]
     columns = [(r.label, r) for r in runs]
     mixture = next((r.datamodule.info.mixture for r in runs if r.datamodule is not None), None)
     colors = mode_colors(mixture.n_components) if mixture is not None else None

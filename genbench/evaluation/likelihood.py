@@ -34,6 +34,7 @@ from ..core.errors import GenbenchError
 from ..core.progress import Progress
 from ..core.transforms import bits_per_dim, dequantize
 from ..data.base import DataInfo
+from ..models.contract import offers
 from ..nn.rbm import free_energy as rbm_free_energy
 from ..nn.rbm import noisy_parameters
 from .ais import ais_log_z, base_rate_biases, raise_log_prob, schedule, sm_schedule
@@ -117,10 +118,6 @@ def _bound(model, data, info, settings) -> Prepared:
     return Prepared(lambda x: stream.run(model.log_prob_bound, x, k), "upper bound",
                     {"k": k, "bound": "-L_k (Burda et al. 2016): an upper bound on the NLL in expectation, "
                                       "tighter as k grows"}, companions=[elbo])
-
-
-def _is_energy_model(model) -> bool:
-    return callable(getattr(model, "free_energy", None)) and all(hasattr(model, a) for a in ("W", "b", "c"))
 
 
 def _energy_draws(model, settings) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -246,9 +243,9 @@ def _energy(model, data, info, settings) -> Prepared:
 
 
 ESTIMATORS: dict[str, tuple[Callable, Callable]] = {
-    "exact": (lambda m: callable(getattr(m, "log_prob", None)), _exact),
-    "energy": (_is_energy_model, _energy),
-    "importance-weighted bound": (lambda m: callable(getattr(m, "log_prob_bound", None)), _bound),
+    "exact": (lambda m: offers(m, "log_prob"), _exact),
+    "energy": (lambda m: offers(m, "free_energy"), _energy),
+    "importance-weighted bound": (lambda m: offers(m, "log_prob_bound"), _bound),
 }
 """name → (applies to model?, prepare(model, data, info, settings) -> Prepared), in order of preference."""
 
@@ -263,7 +260,7 @@ def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "
     """NLL (and bits/dim where meaningful) of ``model`` on ``data`` with standard errors over examples."""
     settings = dict(settings or {})
     name = choose_estimator(model)
-    units = active_units(model, data, info, split, settings) if callable(getattr(model, "posterior_mean", None)) else []
+    units = active_units(model, data, info, split, settings) if offers(model, "posterior_mean") else []
     if name is None:
         return units
     space = info.space

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
+
 ESTIMATORS = ("exact", "lower bound", "upper bound", "estimate")
 """How a number relates to the quantity its metric names.
 
@@ -72,8 +74,6 @@ class Result:
 
 def mean_and_std_error(values) -> tuple[float, float]:
     """Mean and its standard error of a 1-D tensor or array of per-item values."""
-    import torch
-
     v = torch.as_tensor(values, dtype=torch.float64).flatten()
     n = v.numel()
     mean = v.mean().item()

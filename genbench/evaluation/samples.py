@@ -12,18 +12,15 @@ backend under an interactive session or a notebook.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-if "matplotlib.pyplot" not in sys.modules:
-    matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from ..core.optional import require
 
 
 def new_figure(**kw) -> Figure:
@@ -181,7 +178,7 @@ def save_density_2d(samples, path, mixture=None, title: str | None = None, bins:
     rather than a KDE for the samples: a KDE's bandwidth (Scott's rule over the whole 8-unit grid) would smear the
     grid25 modes (std 0.05) into one blob, hiding exactly the mode structure the figure is meant to show.
     """
-    import seaborn as sns  # imported here: slow to import, needed only for this figure
+    sns = require("seaborn", "the 2D density figure")  # seconds to import, used by this figure only
 
     s = _points(samples)
     extent = _extent(mixture, s if mixture is None else None)
@@ -224,8 +221,6 @@ def read_metrics(log_dir):
     """A run's CSV log as one frame: ``metrics.csv`` after the logs of earlier attempts it resumed from
     (``metrics.attempt*.csv``, see :func:`genbench.loggers.build_loggers`); an epoch logged twice (cut short by
     a kill, then redone) keeps its later values."""
-    import pandas as pd
-
     files = sorted(Path(log_dir).glob("metrics.attempt*.csv"), key=lambda f: int(f.stem.split("attempt")[1]))
     files += [f for f in [Path(log_dir) / "metrics.csv"] if f.is_file()]
     if not files:

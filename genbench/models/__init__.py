@@ -1,35 +1,31 @@
-"""Model registry and construction.
+"""Models: the registry's families built from their configs, and what a model may offer (:mod:`.contract`).
 
-A model is a ``LightningModule`` that trains itself and declares what it can
-do through optional methods (docs/design.md, "Model capabilities"):
-
-* ``log_prob(x) -> Tensor[B]``: exact log-likelihood in nats;
-* ``log_prob_bound(x, k) -> Tensor[B]``: a stochastic lower bound on log p(x);
-* ``sample(n) -> Tensor``: draws in the data space;
-* ``encode`` / ``decode``; ``free_energy`` / ``log_partition_ais`` (RBMs);
-* ``posterior_mean(x) -> Tensor[B, d]``: E_q[z | x] of a latent-variable model (active units).
-
-Optional class attributes: ``needs_training`` (False: nothing to fit, e.g. the
-true mixture), ``supported_spaces`` (data-space kinds the model accepts), and
-``discrete_log_prob`` (True: on discrete data ``log_prob`` is a pmf over the
-integers; otherwise it is a density scored on dequantized data).
-``frozen_parameters``: a dict, parameter name or prefix → why training leaves
-it at its initial value; the conformance test fails on any other parameter (or
-buffer, for a model without parameters) that a few training steps do not move.
-A constructor that takes an ``info`` argument receives the data module's
-:class:`~genbench.data.DataInfo`.
+A model is a ``LightningModule`` that trains itself; the capabilities it may offer the evaluators (``log_prob``,
+``log_prob_bound``, ``free_energy``, ``sample``, ``encode``/``decode``, ...) are defined once, in
+:mod:`genbench.models.contract`. Optional class attributes: ``needs_training`` (False: nothing to fit, e.g. the
+true mixture), ``supported_spaces`` (data-space kinds the model accepts), and ``discrete_log_prob`` (True: on
+discrete data ``log_prob`` is a pmf over the integers; otherwise it is a density scored on dequantized data).
+``frozen_parameters``: a dict, parameter name or prefix → why training leaves it at its initial value; the
+conformance test fails on any other parameter (or buffer, for a model without parameters) that a few training
+steps do not move. A constructor that takes an ``info`` argument receives the data module's
+:class:`~genbench.data.DataInfo`. This module imports no family: each loads when it is built.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
-
-import lightning as L
+from typing import TYPE_CHECKING, Any
 
 from ..core.errors import IncompatibleDataError
 from ..core.registry import MODELS, resolve
-from ..data.base import DataInfo
+from .contract import CAPABILITIES, EVALUATORS, SCORED, capabilities, offers
+
+if TYPE_CHECKING:
+    import lightning as L
+
+    from ..data.base import DataInfo
+
+__all__ = ["CAPABILITIES", "EVALUATORS", "MODELS", "SCORED", "build_model", "capabilities", "offers"]
 
 SPACE_EXAMPLES = {"binary": "data=digits data.variant=dynamic", "discrete": "data=digits data.variant=integer",
                   "continuous": "data=gmm2d"}
@@ -49,9 +45,3 @@ def build_model(cfg: dict[str, Any], info: DataInfo) -> L.LightningModule:
     if "info" in inspect.signature(cls).parameters:
         cfg["info"] = info
     return cls(**cfg)
-
-
-def capabilities(model) -> list[str]:
-    """The optional capability methods a model has."""
-    names = ("log_prob", "log_prob_bound", "sample", "encode", "decode", "free_energy", "log_partition_ais")
-    return [n for n in names if callable(getattr(model, n, None))]

@@ -27,9 +27,12 @@ import inspect
 from typing import Any
 
 import torch
+import zuko.flows
 from torch import nn
+from zuko.lazy import Flow, LazyDistribution
 
 from ..core.errors import ConfigError
+from ..core.registry import import_object
 from ..core.transforms import dequantize
 from ..data.base import DataInfo
 from ..nn.flows import BatchNormFlow, FlowSequence
@@ -41,9 +44,6 @@ NOT_BUILDERS = ("Flow", "LazyDistribution", "UnconditionalDistribution")
 
 def zuko_builders() -> dict[str, type]:
     """name → class of every lazy distribution ``zuko.flows`` exports (NSF, MAF, RealNVP, NAF, GMM, ...)."""
-    import zuko.flows
-    from zuko.lazy import LazyDistribution
-
     return {name: obj for name, obj in vars(zuko.flows).items()
             if isinstance(obj, type) and issubclass(obj, LazyDistribution) and name not in NOT_BUILDERS}
 
@@ -110,7 +110,6 @@ class ZukoFlow(FlowModel):
         self.flat, self.flow_name, self.initialize = True, flow, initialize
         self.transform = logit_space(self.levels, alpha)
         lazy = build_zuko(flow, self.dim, dict(flow_kwargs or {}))
-        from zuko.lazy import Flow
 
         if isinstance(lazy, Flow):
             steps = list(getattr(lazy.transform, "transforms", [lazy.transform])) if batch_norm else [lazy.transform]
@@ -144,8 +143,6 @@ class ZukoFlow(FlowModel):
 def build_zuko(flow: str, features: int, kwargs: dict[str, Any]) -> nn.Module:
     """``zuko.flows.<flow>(features, **kwargs)`` (or a ``module:callable``), with config errors that name the
     valid builders or the builder's own arguments."""
-    from ..core.registry import import_object
-
     builders = zuko_builders()
     if flow in builders:
         builder = builders[flow]
@@ -163,7 +160,6 @@ def build_zuko(flow: str, features: int, kwargs: dict[str, Any]) -> nn.Module:
     except TypeError as e:
         raise ConfigError(f"zuko flow {flow}: {e}; its arguments: {inspect.signature(builder)} "
                           f"(and those of the transforms it passes **kwargs to)") from e
-    from zuko.lazy import LazyDistribution
 
     if not isinstance(lazy, LazyDistribution):
         raise ConfigError(f"{flow} built a {type(lazy).__name__}, not a zuko lazy distribution")

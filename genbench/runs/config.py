@@ -14,6 +14,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from ..core import paths
 from ..core.errors import ConfigError, closest
 from .schema import check_config
@@ -26,12 +33,6 @@ def compose(overrides: list[str]) -> dict[str, Any]:
     """The resolved config of ``configs/train.yaml`` under Hydra overrides, its values checked
     (:func:`genbench.runs.schema.check_config`); a bad override or value raises :class:`ConfigError` in one paragraph
     (:func:`explain`)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         with initialize_config_dir(config_dir=str(paths.configs_dir().resolve()), version_base="1.3"):
             cfg = hydra_compose(config_name="train", overrides=[*search_path(), *overrides])
@@ -135,9 +136,6 @@ def missing_value(overrides: list[str], key: str) -> str:
 
 
 def unreadable(overrides: list[str], text: str) -> str:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     parser = OverridesParser.create()
     bad = []
     for o in overrides:

@@ -9,17 +9,21 @@ records. Tables read nothing else.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import platform
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.strategies import DDPStrategy
 
 from ..core import paths
 from ..core.errors import ConfigError, GenbenchError, ModelContractError
@@ -27,8 +31,9 @@ from ..core.locks import Claim
 from ..data import build_datamodule
 from ..evaluation import evaluate
 from ..evaluation.records import Result
+from ..evaluation.samples import save_learning_curve
 from ..loggers import build_loggers, finish_loggers
-from ..models import build_model, capabilities
+from ..models import EVALUATORS, SCORED, build_model, capabilities
 from .callbacks import (ConfigInCheckpoint, DivergenceGuard, RandomState, RankStreams, RunPruned, TrainingClock,
                         non_finite_parameters, periodic)
 from .checkpoints import FINAL_CHECKPOINT, LAST_CHECKPOINT, save_atomic, trusted_checkpoint
@@ -92,7 +97,7 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, t
         info = dm.info
         record["data"] = {"variant": info.variant, "space": str(info.space), "sizes": info.sizes, "checksum": info.checksum}
         model = build_model(config["model"], info)
-        if not set(capabilities(model)) & SCORED:  # say so before training, not after
+        if not set(capabilities(model)) & set(SCORED):  # say so before training, not after
             raise ModelContractError(no_result_reason(model, info))
         loggers = build_loggers(config, run_id, table or "train")
         record["wandb_run_id"] = next((lg.experiment.id for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
@@ -136,10 +141,6 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, t
     return record
 
 
-SCORED = {"log_prob", "log_prob_bound", "free_energy", "sample"}
-"""Capabilities some evaluator turns into a number (docs/design.md, "Model capabilities")."""
-
-
 def non_finite_reason(broken: list[Result]) -> str:
     """Why a run whose training ended cleanly is not finished: the scores that are not numbers."""
     scores = "; ".join(str(r) for r in broken[:3]) + (f"; and {len(broken) - 3} more" if len(broken) > 3 else "")
@@ -148,9 +149,9 @@ def non_finite_reason(broken: list[Result]) -> str:
 
 
 def no_result_reason(model, info) -> str:
-    return (f"{type(model).__name__} offers nothing the evaluators can score on {info.variant}: a model needs "
-            f"log_prob(x) (exact NLL), log_prob_bound(x, k) (a bound) or sample(n) (samples; mode coverage on 2D "
-            f"mixtures) (docs/design.md, \"Model capabilities\")")
+    needs = "; ".join(f"{name}: {EVALUATORS[name]}" for name in SCORED)
+    return (f"{type(model).__name__} offers nothing the evaluators score on {info.variant}; a model offers at least "
+            f"one of these (genbench/models/contract.py): {needs}")
 
 
 def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, Any], callbacks=()) -> str | None:
@@ -201,9 +202,6 @@ NOISE = (".*have no `validation_step`.*", ".*returned `None`, this fit will run 
 
 def quiet_lightning() -> None:
     """Silence Lightning's start-up banners and the warnings that do not apply to the suite's models."""
-    import logging
-    import warnings
-
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in NOISE:
@@ -219,15 +217,11 @@ def strategy(name: str | None):
     if name in (None, "auto"):
         return "auto"
     if name == "ddp":
-        from lightning.pytorch.strategies import DDPStrategy
-
         return DDPStrategy(start_method="fork", broadcast_buffers=False)
     return name
 
 
 def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) -> L.Trainer:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     kw = dict(config.get("trainer") or {})
     kw["strategy"] = strategy(kw.get("strategy"))
     kw["use_distributed_sampler"] = False  # the data modules shard the training split themselves (one batch sampler)
@@ -242,8 +236,6 @@ def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) ->
 
 def learning_curve(loggers, figure_dir: Path) -> list[str]:
     """The learning-curve figure of the run's CSV log (epoch-level nll or bits/dim), if it logged any."""
-    from ..evaluation.samples import save_learning_curve
-
     path = save_learning_curve(loggers[0].log_dir, figure_dir / "learning_curve.png") if loggers else None
     return [str(path)] if path else []
 

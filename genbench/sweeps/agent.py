@@ -12,15 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import optuna
+from optuna.trial import TrialState
 
 from ..core import paths
 from ..core.errors import ConfigError
+from ..runs.callbacks import RunPruned
 from ..runs.config import compose
+from ..runs.execute import claim_run, train_and_evaluate
 from ..runs.identity import is_current
 from ..runs.store import read_record
 from .spec import Sweep, load_sweep, relative_to_home, run_id, shown_value
 from .study import GRACE_S, HEARTBEAT_S, MAX_RETRY, default_storage, hidden, lost, open_study
 from .summary import write_summary
+
 
 def run_sweep(name: str, count: int | None = None, storage: str | None = None, log: Callable = print) -> dict[str, Path]:
     """Run this worker's trials of sweep NAME (``count`` at most; else until the grid or ``run_cap`` is done), then
@@ -60,10 +66,6 @@ def check_composes(sweep: Sweep) -> None:
 def reap_dead_trials(study) -> None:
     """Fail and queue again the trials of dead processes: by heartbeat (any host, after the grace period), and at
     once for this host's trials whose run claim nobody holds (the kernel drops a dead process's ``flock``)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from ..runs.execute import claim_run
 
     optuna.storages.fail_stale_trials(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -79,16 +81,12 @@ def reap_dead_trials(study) -> None:
 
 
 def retry_lost(study, number: int) -> None:
-    import optuna
-
     frozen = next(x for x in study.get_trials(deepcopy=False) if x.number == number)
     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, frozen)
 
 
 def stop_reason(sweep: Sweep, study) -> str | None:
     """Why this worker should start no new trial, or None."""
-    from optuna.trial import TrialState
-
     trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.WAITING for t in trials):
         return None  # a lost trial waits to be run again
@@ -104,8 +102,6 @@ def stop_reason(sweep: Sweep, study) -> str | None:
 
 def grid_reason(sweep: Sweep, spent: list, running: list) -> str | None:
     """The grid is done when every point has an ended trial; the rest may be running in other workers."""
-    from optuna.trial import TrialState
-
     def points(trials):
         return {tuple(repr(t.params.get(p.key)) for p in sweep.params) for t in trials}
 
@@ -123,8 +119,6 @@ def grid_twin(study, number: int, params: dict) -> int | None:
     """Another trial with these parameters that keeps the point: finished, or running with a lower number. Optuna's
     grid sampler hands out a running point when no point is left, and two workers asking at the same moment can draw
     one point; on one results folder the run's claim stops the second, across machines this does."""
-    from optuna.trial import TrialState
-
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)):
         if t.number != number and t.params == params and (t.state != TrialState.RUNNING or t.number < number):
             return t.number
@@ -154,9 +148,6 @@ def heartbeat(rdb, trial_id: int):
 
 def run_trial(sweep: Sweep, study, rdb, log: Callable) -> None:
     """Ask for one trial, run (or reuse) its run under the run's claim, and tell the study its outcome."""
-    from optuna.trial import TrialState
-
-    from ..runs.execute import claim_run
 
     trial = study.ask()
     with heartbeat(rdb, trial._trial_id):
@@ -196,9 +187,6 @@ def run_trial(sweep: Sweep, study, rdb, log: Callable) -> None:
 
 def run_params(sweep: Sweep, trial, params: dict, path: Path, rid: str, shown: str, log: Callable):
     """(state, value, error) of one trial's run: a current finished record is reused, else the run is trained."""
-    from optuna.trial import TrialState
-
-    from ..runs.execute import train_and_evaluate
 
     try:
         config = compose(sweep.overrides(params))
@@ -231,9 +219,6 @@ def run_params(sweep: Sweep, trial, params: dict, path: Path, rid: str, shown: s
 def pruning_callback(trial, monitor: str):
     """A Lightning callback reporting ``monitor`` to the trial after every validation (step = epochs done) and
     stopping the run (:class:`genbench.runs.RunPruned`) when the study's pruner says so."""
-    import lightning as L
-
-    from ..runs.callbacks import RunPruned
 
     class Pruning(L.Callback):
         reported = 0
@@ -255,8 +240,6 @@ def pruning_callback(trial, monitor: str):
 def outcome(record: dict, metric: str) -> tuple[Any, float | None, str | None, str | None]:
     """(trial state, value, error, unit) of a run record: finished → its metric; diverged or pruned → pruned; else
     failed."""
-    from optuna.trial import TrialState
-
     if record["status"] in ("diverged", "pruned"):
         return TrialState.PRUNED, None, record.get("error") or "diverged", None
     if record["status"] != "finished":

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 import yaml
 
 from ..core import paths
@@ -77,8 +78,6 @@ class Sweep:
 
     def pruner(self):
         """Optuna's Hyperband pruner for ``early_terminate`` (W&B's min_iter/max_iter/s/eta, in epochs), else none."""
-        import optuna
-
         if not self.early_terminate:
             return optuna.pruners.NopPruner()
         e = self.early_terminate

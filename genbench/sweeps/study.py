@@ -9,9 +9,15 @@ import time
 import warnings
 from pathlib import Path
 
+import optuna
+import sqlalchemy.exc
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ..core import paths
 from ..core.errors import ConfigError
+from ..core.locks import Claim
 from .spec import Sweep
 
 SEED = 0
@@ -21,8 +27,6 @@ MAX_RETRY = 3
 """A trial whose process dies more often than this (e.g. killed for memory each time) stays failed."""
 
 def make_sampler(sweep: Sweep):
-    import optuna
-
     class GridSampler(optuna.samplers.GridSampler):
         """Optuna's grid; the worker loop, not ``after_trial``, decides when the grid is done (``Study.stop`` only
         works inside ``optimize``)."""
@@ -58,8 +62,6 @@ def default_storage(name: str) -> str:
 
 def open_study(sweep: Sweep, storage: str | None = None, create: bool = True):
     """(study, RDB storage) of the sweep, created on first use; refuses a study made under another spec."""
-    import optuna
-
     url = storage or default_storage(sweep.name)
     quiet_optuna()
     with _serialized(url):
@@ -73,8 +75,6 @@ def open_study(sweep: Sweep, storage: str | None = None, create: bool = True):
 
 
 def quiet_optuna() -> None:
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*Heartbeat of storage is supposed to be used with Study.optimize.*")
@@ -83,8 +83,6 @@ def quiet_optuna() -> None:
 @contextlib.contextmanager
 def _serialized(url: str):
     """Two workers starting on one new SQLite file would race to create its tables: one at a time."""
-    from ..core.locks import Claim
-
     if not url.startswith("sqlite:///") or url.endswith(":memory:"):
         yield
         return
@@ -97,9 +95,6 @@ def _serialized(url: str):
 def _storage(url: str, attempts: int = 5):
     """Optuna's RDB storage at ``url``. Workers that start together on a new database race to create its schema
     (tables, PostgreSQL's enum types): the loser's duplicate-object error is retried, and finds the schema made."""
-    import optuna
-    import sqlalchemy.exc
-
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     for attempt in range(attempts):
         try:
@@ -135,8 +130,6 @@ def _check_spec(study, sweep: Sweep, url: str) -> None:
 
 def lost(trial) -> bool:
     """A failed trial without an error of its own: its process died (or was interrupted) and it was queued again."""
-    from optuna.trial import TrialState
-
     return trial.state == TrialState.FAIL and "error" not in trial.user_attrs
 
 
@@ -149,9 +142,6 @@ def shown_url(name: str, url: str) -> str:
 
 def hidden(url: str) -> str:
     """A storage URL with its password hidden: summaries are committed, logs are shared."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:

@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from optuna.trial import TrialState
 
 from ..core import paths
 from ..core.errors import ConfigError
+from ..evaluation.samples import new_figure, save_figure
 from ..runs.config import GROUPS, compose
 from ..runs.identity import config_hash
 from ..runs.store import read_record, write_text_atomic
 from .spec import Param, Sweep, config_path, hydra_value, load_sweep, relative_to_home, shown_value
 from .study import default_storage, lost, open_study, shown_url
+
 
 def summarize(name: str, storage: str | None = None, log: Callable = print) -> dict[str, Path]:
     """Write the summary of an existing study (``genbench sweep NAME --summary``)."""
@@ -28,8 +31,6 @@ def summarize(name: str, storage: str | None = None, log: Callable = print) -> d
 
 
 def ranked(sweep: Sweep, study) -> list:
-    from optuna.trial import TrialState
-
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     return sorted(done, key=lambda t: t.value if sweep.goal == "minimize" else -t.value)
 
@@ -88,8 +89,6 @@ def _params_text(trial, keys: list[str]) -> str:
 
 def trial_counts(study) -> list[str]:
     """Trials by state, the failures' errors, and the wall time from the first start to the last end."""
-    from optuna.trial import TrialState
-
     trials = study.get_trials(deepcopy=False)
     n = {s: sum(t.state == s for t in trials) for s in TrialState}
     n_lost = sum(lost(t) for t in trials)
@@ -128,8 +127,6 @@ def by_value(sweep: Sweep, best: list) -> list[str]:
 
 def summary_plot(sweep: Sweep, study, best: list, path: Path) -> Path:
     """The objective against each parameter, one panel each; the best trial in red."""
-    from ..evaluation.samples import new_figure, save_figure
-
     unit = best[0].user_attrs.get("unit", "")
     fig = new_figure(figsize=(4.2 * len(sweep.params), 3.6))
     for i, p in enumerate(sweep.params, 1):

@@ -13,6 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.container import Container
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator
 
 from ..core import paths
 from ..core.registry import import_object
@@ -92,10 +96,6 @@ def figure_title(spec, scale: str, what: str) -> str:
 
 def has_data(artist) -> bool:
     """Whether an artist draws at least one finite point: an errorbar or scatter of nothing gets no legend entry."""
-    from matplotlib.collections import LineCollection, PathCollection
-    from matplotlib.container import Container
-    from matplotlib.lines import Line2D
-
     if isinstance(artist, Container):
         return any(has_data(a) for a in artist.get_children())
     if isinstance(artist, Line2D):
@@ -136,8 +136,6 @@ def overlapping(labels, renderer, pad: float = 2.0) -> bool:
 
 def _sparser_locators(axis):
     """Tick locators with fewer and fewer ticks (a log axis keeps round powers while they fit, then round values)."""
-    from matplotlib.ticker import LogLocator, MaxNLocator
-
     lo, hi = sorted(axis.get_view_interval())
     if axis.get_scale() == "log" and lo > 0:
         yield from (LogLocator(10, subs=(1.0, 2.0, 5.0)), LogLocator(10, subs=(1.0,)))
@@ -351,8 +349,6 @@ def cost_figure(spec, frame: pd.DataFrame, path: Path, scale: str | None = None)
 
 def _cost_panel(ax, by: pd.Series, key: str, rows: list[str], metric: str, cost: str, marker) -> bool:
     """One dataset's rows: the metric against one wall time; returns whether a hollow marker was drawn."""
-    from matplotlib.ticker import FormatStrFormatter, LogLocator
-
     hollow_drawn = False
     for i, row in enumerate(rows):
         y, x = by[(row, key, metric)], by.get((row, key, cost))

@@ -2,11 +2,11 @@
 
 1. results land where they belong (the results home), never beside a user's model file or in tracked files;
 2. a finished record is never lost to a failed rerun, and two models never share a record;
-3. numbers are checked (tests/test_schema.py has the rules; here: as a user meets them on the command line);
+3. numbers are checked (tests/unit/test_schema.py has the rules; here: as a user meets them on the command line);
 4. every mistake is one paragraph (the fault table below), a traceback only with --debug;
 5. non-results are errors or statuses with their reason, never silent;
 6. errors and `list` answer without importing torch, and long reasons are kept whole in the CSV;
-7. figures (tests/test_figures.py) and the README's numbers (tests/test_readme.py).
+7. figures (tests/unit/test_figures.py) and the README's numbers (tests/unit/test_readme.py).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from genbench.core.paths import results_dir
 from genbench.runs.config import compose
 from genbench.runs.execute import train_and_evaluate
 from genbench.runs.store import read_record
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 TINY = """
 title: tiny
@@ -318,7 +318,7 @@ def test_a_model_with_nothing_to_score_fails_before_training(tmp_path, capsys):
                 return torch.optim.SGD(self.parameters(), lr=0.1)
     '''))
     code, out, err = cli(capsys, "train", "model=custom", f"model.name={tmp_path / 'mute.py'}:Mute")
-    assert code == 1 and "failed" in out and "offers nothing the evaluators can score" in err
+    assert code == 1 and "failed" in out and "offers nothing the evaluators score" in err
     rec = json.loads(next(results_dir("runs", "train").glob("*.json")).read_text())
     assert rec["status"] == "failed" and "epochs" not in rec  # it never trained
 

@@ -1,7 +1,7 @@
 """The zuko adapter against ground truth: its density integrates to one (quadrature), its samples follow it (a
 histogram against the density's bin masses), its log-det is the Jacobian's, the logit-space and pixel-space
 likelihoods of one model differ by the transform's closed-form log-det, and GMM's initialization is the
-maximum-likelihood Gaussian. Conformance and parameter movement run in tests/test_conformance.py."""
+maximum-likelihood Gaussian. Conformance and parameter movement run in tests/unit/test_conformance.py."""
 
 from __future__ import annotations
 

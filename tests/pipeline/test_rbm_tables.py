@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from table_runs import records_of
+from helpers.tables import records_of
 
 import genbench.tables as tables
 from genbench.core.paths import configs_dir
@@ -86,7 +86,7 @@ def test_every_table_composes_at_every_scale_as_its_config_says(name):
             config = tables.compose(p.overrides)
             row = rows[p.row]
             assert config["seed"] == p.seed and config["name"] == tables.slug(p.row)
-            if "same_as" in row:  # composes as the row it repeats: tests/test_cross_family.py
+            if "same_as" in row:  # composes as the row it repeats: tests/pipeline/test_cross_family.py
                 continue
             values, groups = expected_overrides(spec, scale, row, p.dataset)
             drawn = {**(scale_cfg.get("random_overrides") or {}), **(row.get("random_overrides") or {})}

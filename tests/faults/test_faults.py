@@ -26,8 +26,8 @@ from genbench.runs.checkpoints import FINAL_CHECKPOINT, LAST_CHECKPOINT
 from genbench.runs.execute import train_and_evaluate
 from genbench.runs.store import read_record
 from genbench.tables import compose
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 FLOW_2D = ["data=gmm2d", "data.mixture=ring8", "data.train_size=4000", "data.batch_size=50", "model=realnvp",
            "model.couplings=4", "model.hidden=32", "trainer.max_epochs=6", "name=resumable"]
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from table_runs import obtained, records_of, result, run
+from helpers.tables import obtained, records_of, result, run
 
 from genbench import tables
 from genbench.core.paths import results_dir

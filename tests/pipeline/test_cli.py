@@ -93,7 +93,7 @@ def files_of_mnist():
 
 
 def test_sweep_definitions_compose():
-    """Every W&B sweep's fixed overrides and first trial compose (tests/test_sweeps.py checks the translation)."""
+    """Every W&B sweep's fixed overrides and first trial compose (tests/pipeline/test_sweeps.py checks the translation)."""
     from genbench.sweeps import check_composes, load_sweep, sweep_names
 
     assert "mob_digits" in sweep_names()

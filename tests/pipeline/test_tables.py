@@ -13,6 +13,7 @@ import genbench.tables as tables
 from genbench.core.paths import configs_dir, results_dir
 from genbench.runs.identity import config_hash, is_current
 from genbench.tables import runner
+from helpers import REPO
 
 HQ_ANALYTIC = 100 * (1 - math.exp(-4.5))  # % of a 2D isotropic Gaussian within 3 standard deviations: 98.889
 
@@ -392,9 +393,8 @@ def test_every_measured_render_in_the_repository_has_its_run_records():
     finished records as the render counts, each current for the table's config of that run (files git does not
     track yet, e.g. a table still running, are left out)."""
     import subprocess
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = REPO
     repo = root / "reference"
     listed = subprocess.run(["git", "ls-files", "reference"], cwd=root, capture_output=True, text=True)
     committed = {root / f for f in listed.stdout.split()} if listed.returncode == 0 else None  # else: every file

@@ -17,6 +17,7 @@ from genbench.evaluation import decoder_ais as da
 from genbench.evaluation import evaluate
 from genbench.evaluation.ais import log_mean_exp
 from genbench.models import build_model
+from genbench.models.contract import offers
 
 
 class PPCA(torch.nn.Module):
@@ -235,7 +236,7 @@ def test_records_name_their_estimators_and_the_observation_model():
 def test_evaluate_runs_decoder_ais_on_a_gan_only_when_asked():
     dm = build_datamodule({"name": "gmm2d", "mixture": "grid25", "train_size": 10, "val_size": 0, "test_size": 200})
     gan = build_model({"name": "gan", "decoder_hidden": [32, 32]}, dm.info)
-    assert da.has_decoder(gan) and not da.has_decoder(build_model({"name": "true_mixture"}, dm.info))
+    assert offers(gan, "decoder") and not offers(build_model({"name": "true_mixture"}, dm.info), "decoder")
     tiny = {"temperatures": 10, "chains": 2, "leapfrog_steps": 2, "examples": 5, "bdmc_examples": 5,
             "observation_variance": 0.0025}
     modes = {"ali_samples": 500, "veegan_samples": 500}

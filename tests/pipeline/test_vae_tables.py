@@ -8,7 +8,7 @@ import math
 
 import pytest
 import yaml
-from table_runs import obtained, records_of, result, run
+from helpers.tables import obtained, records_of, result, run
 
 import genbench.tables as tables
 from genbench.core.paths import configs_dir

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from table_runs import records_of, result, run
+from helpers.tables import records_of, result, run
 
 import genbench.tables as tables
 from genbench.runs.checkpoints import load_checkpoint

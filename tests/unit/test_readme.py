@@ -4,14 +4,13 @@ is up to date, a stale or broken marker is named by the check, and a rewrite res
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from genbench import readme
 from genbench.readme import MARKER, main, parse, scan
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "reference"
 MOB = '<!--n binary-baselines/paper "MoB (K=500)" mnist nll-->'
 

@@ -28,9 +28,9 @@ from genbench.data.files import file_digest
 from genbench.data.images import CIFAR10DataModule, SVHNDataModule, random_hflip
 from genbench.data.mnist import MNISTDataModule
 from genbench.core.errors import ChecksumError, DataUnavailableError
+from helpers import REPO
 
 N_TRAIN, N_TEST = 30, 10
-REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
 
 

@@ -9,7 +9,9 @@ import torch
 from genbench.core.paths import configs_dir
 from genbench.core.registry import resolve
 from genbench.data import build_datamodule
-from genbench.models import MODELS, build_model, capabilities
+from genbench.evaluation import check_capabilities
+from genbench.models import MODELS, SCORED, build_model, capabilities
+from genbench.models.contract import CAPABILITIES, EVALUATORS
 from genbench.tables import compose
 
 DATA_FOR_SPACE = {"binary": {"name": "digits", "variant": "dynamic"},
@@ -17,15 +19,20 @@ DATA_FOR_SPACE = {"binary": {"name": "digits", "variant": "dynamic"},
                   "discrete": {"name": "digits", "variant": "integer"}}
 
 
+MODEL_CONFIGS = sorted(p.stem for p in (configs_dir() / "model").glob("*.yaml") if p.stem != "custom")
+"""Every model a config names (``model=NAME``): the registry's, and any added by a config alone
+(``name: module:Class``, docs/adding-a-model.md). The conformance test runs over all of them."""
+
+
 def model_and_data(name):
     config = compose([f"model={name}", *SMALL.get(name, [])])["model"]
-    spaces = getattr(resolve("model", MODELS, name), "supported_spaces", ("binary",))
+    spaces = getattr(resolve("model", MODELS, config["name"]), "supported_spaces", ("binary",))
     dm = build_datamodule(DATA_FOR_SPACE[spaces[0]])
     return build_model(config, dm.info), dm
 
 
 def test_every_registered_model_has_a_config():
-    assert sorted(MODELS) == sorted(p.stem for p in (configs_dir() / "model").glob("*.yaml") if p.stem != "custom")
+    assert set(MODELS) <= set(MODEL_CONFIGS)
 
 
 SMALL = {"rbm": ["model.hidden=10"],  # small enough for exact likelihoods
@@ -49,7 +56,7 @@ def log_p(model, x, info):
     return prepared.log_prob(x)
 
 
-LIKELIHOOD = ("log_prob", "log_prob_bound", "free_energy")
+LIKELIHOOD = [name for name in SCORED if name != "sample"]  # the scored capabilities the likelihood evaluator uses
 
 
 def draw(model, n, seed):
@@ -67,14 +74,14 @@ def assert_in_space(x, space):
         assert torch.equal(x, x.round()) and x.min() >= 0 and x.max() <= space.levels - 1
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_model_conformance(name, tmp_path):
     """build → 2 epochs → samples in the data space → save/load; likelihood and encode/decode where the model has them."""
     torch.manual_seed(0)
     model, dm = model_and_data(name)
     info = dm.info
     caps = set(capabilities(model))
-    assert "sample" in caps
+    assert "sample" in caps and caps & set(SCORED)
     has_likelihood = bool(caps & set(LIKELIHOOD))
 
     if getattr(model, "needs_training", True):
@@ -83,6 +90,7 @@ def test_model_conformance(name, tmp_path):
 
     model.eval()
     x = dm.split("test")[:64].float()
+    check_capabilities(model, x[:2], info)  # every capability it offers keeps its contract (one call each)
     s = draw(model, 16, seed=1)
     assert s.shape == (16, *info.shape)
     assert_in_space(s, info.space)
@@ -92,7 +100,7 @@ def test_model_conformance(name, tmp_path):
         assert lp.shape == (64,) and torch.isfinite(lp).all()
         if info.space.kind == "binary":
             assert (lp <= 0).all()  # a pmf
-    if {"encode", "decode"} <= caps:
+    if "inference" in caps:
         z = model.encode(x)
         assert z.shape[0] == 64 and torch.isfinite(z).all()
         recon = model.decode(z)
@@ -145,7 +153,7 @@ def declared_frozen(model, name: str) -> bool:
     return any(name == key or name.startswith(key + ".") for key in getattr(type(model), "frozen_parameters", {}))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_training_moves_every_parameter(name):
     """A few steps (2 epochs × 3 batches: gan_posthoc's encoder trains in the second) move every parameter, unless
     the class declares it in ``frozen_parameters``; every optimized one also had a non-zero gradient at some step.
@@ -180,3 +188,25 @@ def test_training_moves_every_parameter(name):
                 "zero gradient at every step": [n for n, v in checked.items()
                                                 if id(v) in grads.optimized and id(v) not in grads.nonzero]}
     assert not any(problems.values()), f"{name}: {problems}"
+
+
+def test_the_contract_is_one_table_that_every_reader_uses():
+    """Each capability has an evaluator, the likelihood evaluator's estimators are the contract's scored
+    likelihoods, and a model that follows a protocol is seen to offer it (and one that misses a member is not)."""
+    from genbench.evaluation.likelihood import ESTIMATORS
+
+    names = [c.name for c in CAPABILITIES]
+    assert len(names) == len(set(names)) and set(EVALUATORS) == set(names)
+    assert {"log_prob", "free_energy", "log_prob_bound", "sample"} <= set(SCORED)
+
+    class Half:
+        def encode(self, x):
+            return x
+
+    class Whole(Half):
+        def decode(self, z):
+            return z
+
+    assert capabilities(Whole()) == ["inference"] and capabilities(Half()) == []
+    assert len(ESTIMATORS) == 3 and all(applies(Whole()) is False for applies, _ in ESTIMATORS.values())
+
