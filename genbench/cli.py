@@ -162,7 +162,8 @@ def cmd_evaluate(args: list[str]) -> int:
     from .runs.checkpoints import load_checkpoint
 
     config, model, dm = load_checkpoint(checkpoint)
-    figure_dir = paths.results_dir("figures", "evaluate", f"{slug(checkpoint.parent.name)}-{digest(str(checkpoint.resolve()))[:8]}")
+    named = f"{slug(checkpoint.parent.name)}-{digest(str(checkpoint.resolve()))[:8]}"  # not beside the checkpoint
+    figure_dir = paths.results_dir("figures", "evaluate", named)
     results, figures = evaluate(model, dm, config.get("evaluation"), figure_dir, a.split)
     if a.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))

@@ -2,9 +2,9 @@
 
 Every caller (``genbench train``, tables, ``compare``, sweeps) composes through :func:`compose`, so a misspelled
 key, an unknown group option, a missing mandatory value, an unreadable override or a number out of its range
-(:mod:`genbench.runs.schema`) gets the same answer: what was given, the closest valid names or the valid range, and the
-file they come from. Only Hydra and OmegaConf are imported here
-(no torch), so a mistake is answered in a fraction of a second.
+(:mod:`genbench.runs.schema`) gets the same answer: what was given, the closest valid names or the valid range,
+and the file they come from. Only Hydra and OmegaConf are imported here (no torch), so a mistake is answered in a
+fraction of a second.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def options(group: str) -> list[str]:
 
 def unknown_option(group: str, name: str) -> str:
     valid = options(group)
-    return f"unknown {group} {name!r}{closest(name, valid)}; valid {group} choices (configs/{group}/): {', '.join(valid)}"
+    return (f"unknown {group} {name!r}{closest(name, valid)}; valid {group} choices (configs/{group}/): "
+            f"{', '.join(valid)}")
 
 
 def unknown_key(overrides: list[str], key: str) -> str:

@@ -36,7 +36,8 @@ def ranked(sweep: Sweep, study) -> list:
 
 
 def write_summary(sweep: Sweep, study, url: str, log: Callable = print) -> dict[str, Path]:
-    """``results/sweeps/NAME/summary.{md,png}`` and the best trial as ``results/configs/experiment/sweep_NAME_best.yaml``."""
+    """``results/sweeps/NAME/summary.{md,png}``, and the best trial as
+    ``results/configs/experiment/sweep_NAME_best.yaml``."""
     out = paths.results_dir("sweeps", sweep.name)
     best = ranked(sweep, study)
     written, verified = {}, None
@@ -166,9 +167,9 @@ def _position(p: Param, value: Any) -> float:
 
 def write_best_experiment(sweep: Sweep, trial) -> tuple[Path | None, str]:
     """``results/configs/experiment/sweep_NAME_best.yaml`` (in the results home: a config Hydra finds beside the
-    shipped ones, :func:`genbench.runs.config.config_dirs`; shipped configs change only on purpose): the base experiment, group choices and the overridden keys with
-    the values of the best run's resolved config; returns it (None if not written) and whether it composes to that
-    run's config."""
+    shipped ones, :func:`genbench.runs.config.config_dirs`; shipped configs change only on purpose): the base
+    experiment, group choices and the overridden keys with the values of the best run's resolved config; returns
+    it (None if not written) and whether it composes to that run's config."""
     record = read_record(paths.home() / trial.user_attrs.get("record", ""))
     if record is None:
         return None, f"the best run's record {trial.user_attrs.get('record')} is missing"

@@ -100,10 +100,9 @@ def write_render(spec, scale, frame: pd.DataFrame, planned, records, name: str, 
             f"(pass --overwrite to replace it)")
         return Render(written, text, kept=True)
     out.mkdir(parents=True, exist_ok=True)
-    figs = [f for f in (summary_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_summary.png"), scale=scale),
-                        curves_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_curves.png"), scale=scale),
-                        cost_figure(spec, frame, paths.results_dir("figures", name, f"{scale}_cost.png"), scale=scale))
-            if f]
+    drawn = ((draw, paths.results_dir("figures", name, f"{scale}_{kind}.png"))
+             for kind, draw in (("summary", summary_figure), ("curves", curves_figure), ("cost", cost_figure)))
+    figs = [f for f in (draw(spec, frame, path, scale=scale) for draw, path in drawn) if f]
     figs += figures(name)
     text = markdown(spec, scale, frame, planned, records, counts, out, figs)
     write_text_atomic(written["csv"], frame.assign(scale=scale).to_csv(index=False))

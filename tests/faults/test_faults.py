@@ -79,10 +79,10 @@ TWO_PROCESS_TABLE = """
 title: two processes
 datasets:
   digits: {label: digits, overrides: [data=digits]}
-models:
+models:  # the first run takes seconds: the process that starts second always finds runs left to claim
+  - {label: MoB 5, overrides: [model=mixture_of_bernoullis, model.components=5, trainer.max_epochs=300]}
   - {label: independent Bernoulli, overrides: [model=independent_bernoulli, trainer.max_epochs=1]}
   - {label: MoB 3, overrides: [model=mixture_of_bernoullis, model.components=3, trainer.max_epochs=3]}
-  - {label: MoB 5, overrides: [model=mixture_of_bernoullis, model.components=5, trainer.max_epochs=3]}
 metrics: [nll]
 scales:
   smoke: {seeds: [0, 1]}
