@@ -1,10 +1,9 @@
 """One run: train one config with one seed, evaluate it, and write its run record.
 
-A run record (JSON, written atomically) holds everything needed to trust and
-redo a number: the resolved config and its hash, the seed, the git commit,
-the data checksum, the machine, the wall time, the W&B run id, the status
-(``finished`` | ``diverged`` | ``failed`` | ``interrupted``, with the error) and the result
-records. Tables read nothing else.
+A run record (JSON, written atomically by :mod:`.store`) holds everything needed to trust and redo a number: the
+resolved config and its hash, the seed, the git commit, the data checksum, the machine, the wall time, the W&B run
+id, the status (``finished`` | ``diverged`` | ``failed`` | ``interrupted`` | ``pruned``, with the error) and the
+result records. Tables read nothing else.
 """
 
 from __future__ import annotations
