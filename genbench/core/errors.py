@@ -27,6 +27,10 @@ class ModelContractError(GenbenchError):
     give one number per example (docs/design.md, "Model capabilities")."""
 
 
+class PrecisionError(GenbenchError):
+    """A likelihood, bound or AIS asked to run in half precision (or under autocast)."""
+
+
 class CheckpointError(GenbenchError):
     """A file that is not a readable checkpoint written by a genbench run."""
 

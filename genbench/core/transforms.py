@@ -26,7 +26,7 @@ def rescale(x: torch.Tensor, scale: float, shift: float = 0.0) -> tuple[torch.Te
     """y = scale * x + shift, with log|dy/dx| = D log|scale| per example."""
     y = x * scale + shift
     d = x[0].numel()
-    return y, torch.full((x.shape[0],), d * math.log(abs(scale)), dtype=x.dtype)
+    return y, torch.full((x.shape[0],), d * math.log(abs(scale)), dtype=x.dtype, device=x.device)
 
 
 def logit_transform(x: torch.Tensor, alpha: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:

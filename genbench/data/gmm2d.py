@@ -25,7 +25,7 @@ SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
 
 
 class GaussianMixture:
-    """A mixture of K full-covariance Gaussians in R^d (float64 for exact densities)."""
+    """A mixture of K full-covariance Gaussians in R^d (float64 for exact densities), on the device of its means."""
 
     def __init__(self, means, covariances, weights=None):
         self.means = torch.as_tensor(means, dtype=torch.float64)
@@ -33,8 +33,9 @@ class GaussianMixture:
         k, d = self.means.shape
         if self.covariances.shape != (k, d, d):
             raise ConfigError(f"covariances must have shape {(k, d, d)}, got {tuple(self.covariances.shape)}")
-        w = torch.full((k,), 1.0 / k, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-        if w.shape != (k,) or (w < 0).any() or not torch.isclose(w.sum(), torch.tensor(1.0, dtype=torch.float64)):
+        w = (torch.full((k,), 1.0 / k, dtype=torch.float64, device=self.means.device) if weights is None
+             else torch.as_tensor(weights, dtype=torch.float64, device=self.means.device))
+        if w.shape != (k,) or (w < 0).any() or not math.isclose(w.sum().item(), 1.0, rel_tol=1e-9):
             raise ConfigError("weights must be K non-negative numbers summing to 1")
         self.weights = w
         self.chol = torch.linalg.cholesky(self.covariances)
@@ -70,7 +71,7 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.means.shape[1], dtype=torch.float64, generator=generator)
+        eps = torch.randn(n, self.means.shape[1], dtype=torch.float64, generator=generator, device=self.means.device)
         x = self.means[comp] + (self.chol[comp] @ eps[..., None]).squeeze(-1)
         return x.float()
 

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from ..core.devices import forked_rng, module_device
 from ..core.errors import ModelContractError
 from ..models.contract import CAPABILITIES, offers
 from .decoder_ais import decoder_ais_records
@@ -63,8 +64,8 @@ def check_capabilities(model, x: torch.Tensor, info) -> None:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the check must not shift later draws
-            x = x.float().to(next(iter(model.parameters()), torch.empty(0)).device)
+        with torch.no_grad(), forked_rng(module_device(model)):  # the check must not shift later draws
+            x = x.float().to(module_device(model))
             for cap in CAPABILITIES:
                 if cap.probe is not None and offers(model, cap.name):
                     problem = cap.expect(cap.probe(model, x), x, info)
@@ -107,6 +108,6 @@ class PeriodicEvaluation(L.Callback):
         if (trainer.current_epoch + 1) % self.every or self.split not in self.datamodule.splits:
             return
         data = self.datamodule.split(self.split)[: self.max_examples]
-        for r in likelihood_records(pl_module, data.to(pl_module.device), self.datamodule.info, self.split, self.settings):
+        for r in likelihood_records(pl_module, data, self.datamodule.info, self.split, self.settings):
             if r.metric in ("nll", "bits_per_dim"):
                 pl_module.log(f"{self.split}/{r.metric}", r.value)

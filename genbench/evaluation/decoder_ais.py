@@ -44,11 +44,12 @@ from typing import Any, Callable
 import torch
 
 from ..core.bernoulli import bernoulli
+from ..core.devices import forked_rng, full_precision, module_device
 from ..core.errors import ConfigError, GenbenchError, ModelContractError
 from ..core.progress import Progress
 from ..models.contract import offers
 from .ais import log_mean_exp
-from .likelihood import ENTROPY_SAMPLES, mixture_entropy, scores_per_example
+from .likelihood import ENTROPY_SAMPLES, SeededStream, mixture_entropy, scores_per_example
 from .records import Result, mean_and_std_error
 
 __all__ = ["DEFAULTS", "StepSize", "sigmoid_schedule", "hmc_move", "anneal", "ais_log_prob", "reverse_ais_log_prob",
@@ -248,7 +249,7 @@ def observation_model(model, info, variance: float | None) -> Observation:
         draw = getattr(model, "observation_sample", None)
 
         def sample(z, g):  # the model draws from torch's global stream: seeded from g, and restored afterwards
-            with torch.random.fork_rng(devices=[] if z.device.type == "cpu" else [z.device]):
+            with forked_rng(z.device):
                 torch.manual_seed(int(torch.randint(2**62, (1,), generator=g, device=g.device)))
                 return draw(z)
 
@@ -311,7 +312,8 @@ def decoder_ais_records(model, data: torch.Tensor, info, settings: dict | None, 
     entropy for models the likelihood evaluator does not score (GANs), so that every row shows its floor."""
     cfg = _settings(settings)
     obs = observation_model(model, info, cfg["observation_variance"])
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    device = module_device(model)
+    full_precision(model, "decoder AIS")
     _check_prior(model, device)
     gen = torch.Generator(device=device).manual_seed(int(cfg["seed"]))
     betas = sigmoid_schedule(int(cfg["temperatures"]))
@@ -354,7 +356,9 @@ def decoder_ais_records(model, data: torch.Tensor, info, settings: dict | None, 
             records += _bdmc(obs, d, n_sim, betas, chains, run, gen, device, protocol)
         k = cfg["iwae_k"]
         if k and offers(model, "log_prob_bound"):
-            bound = scores_per_example(lambda v: model.log_prob_bound(v, int(k)), x, 20, f"IWAE bound, k={k}")
+            stream = SeededStream(int(cfg["seed"]))  # the bound's own samples: the same on every evaluation
+            bound = scores_per_example(lambda v: stream.run(model.log_prob_bound, v, int(k)), x, 20,
+                                       f"IWAE bound, k={k}")
             what = {"examples": len(x), "k": int(k),
                     "what": "the model's log_prob_bound(x, k) on the AIS examples (paired with nll_ais)"}
             m1, s1 = mean_and_std_error(-bound)

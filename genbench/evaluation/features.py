@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from sklearn.svm import LinearSVC
 
+from ..core.devices import module_device
 from .records import Result
 
 REFERENCE = "Dumoulin 2018 §5.4.3 (Table 5.1, L2-SVM on ALI features); ALI code semi_supervised_svhn.py"
@@ -37,7 +38,8 @@ def extract(model, x: torch.Tensor, batch_size: int = 500) -> np.ndarray:
     model.eval()
     try:
         with torch.no_grad():
-            out = torch.cat([model.features(part).cpu() for part in x.split(batch_size)])
+            device = module_device(model)
+            out = torch.cat([model.features(part.float().to(device)).cpu() for part in x.split(batch_size)])
     finally:
         model.train(was_training)
     return out.double().numpy()

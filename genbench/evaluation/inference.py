@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..core.devices import forked_rng, module_device
 from ..data.gmm2d import GaussianMixture
 from ..models.contract import offers
 
@@ -51,12 +52,12 @@ def mmd2_unbiased(a: torch.Tensor, b: torch.Tensor, bandwidths=BANDWIDTHS) -> fl
 
 def reconstruct(model, x: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(z ~ q(z | x), x̂ = decode(z)) in eval mode under ``seed``, leaving the global random state and the mode as found."""
-    was_training = model.training
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    was_training, device = model.training, module_device(model)
+    with forked_rng(device), torch.no_grad():
         torch.manual_seed(seed)
         model.eval()
         try:
-            z = model.encode(x)
+            z = model.encode(x.to(device))
             xr = model.decode(z)
         finally:
             model.train(was_training)
@@ -116,11 +117,11 @@ def panel_columns(model, dm, n: int, seed: int) -> list[tuple[torch.Tensor, torc
     mode = lambda v: mixture.component_log_probs(v).argmax(1)  # noqa: E731
     x = dm.split("test")[:n].float()
     z, xr = reconstruct(model, x, seed)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    with forked_rng(module_device(model)), torch.no_grad():
         torch.manual_seed(seed + 1)
         prior = torch.randn(n, z.shape[1])
         model.eval()
-        gen = model.decode(prior).cpu()
+        gen = model.decode(prior.to(module_device(model))).cpu()
     mx, mg = mode(x), mode(gen)
     return [(x, mx), (z, mx), (xr, mx), (prior, mg), (gen, mg)]
 

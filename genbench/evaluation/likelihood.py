@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 
 from ..core.bernoulli import bernoulli
+from ..core.devices import full_precision, module_device
 from ..core.errors import GenbenchError
 from ..core.progress import Progress
 from ..core.transforms import bits_per_dim, dequantize
@@ -257,9 +258,15 @@ def choose_estimator(model) -> str | None:
 
 def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "test", settings: dict | None = None,
                        batch_size: int = 1000) -> list[Result]:
-    """NLL (and bits/dim where meaningful) of ``model`` on ``data`` with standard errors over examples."""
+    """NLL (and bits/dim where meaningful) of ``model`` on ``data`` with standard errors over examples.
+
+    ``data`` may live on the CPU: each batch is dequantized where it lives (the same noise on any device) and then
+    moved to the model's device. Runs in float32 or float64 only (:func:`~genbench.core.devices.full_precision`)."""
     settings = dict(settings or {})
     name = choose_estimator(model)
+    if name is not None or offers(model, "posterior_mean"):
+        full_precision(model, "the likelihood evaluator")
+    device = module_device(model)
     units = active_units(model, data, info, split, settings) if offers(model, "posterior_mean") else []
     if name is None:
         return units
@@ -277,7 +284,7 @@ def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "
         scorers = [prepared.log_prob, *(c.log_prob for c in prepared.companions)]
 
         def nlls(x):
-            x = dequantize(x, noise) if dequantized else x
+            x = (dequantize(x, noise) if dequantized else x).to(device)
             return torch.stack([-fn(x) for fn in scorers], 1)
 
         values, *others = scores_per_example(nlls, data, batch_size, label).unbind(1)
@@ -326,7 +333,7 @@ def active_units(model, data: torch.Tensor, info: DataInfo, split: str = "test",
     one entry in ``latent_sizes`` also gets the count per layer; a random ``posterior_mean`` (a deeper layer given a
     draw of the one below) draws from a stream seeded by ``seed``."""
     settings = settings or {}
-    x = data[:examples].float().to(next(iter(model.parameters()), torch.empty(0)).device)
+    x = data[:examples].float().to(module_device(model))
     was_training = model.training
     model.eval()
     try:

@@ -20,6 +20,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..core.devices import module_device
 from ..core.optional import require
 
 
@@ -118,7 +119,8 @@ def _model_grid(log_prob, extent, resolution: int = 300):
     xs, ys, pts = _grid(extent, resolution)
     owner = getattr(log_prob, "__self__", None)
     param = next(owner.parameters(), None) if isinstance(owner, torch.nn.Module) else None
-    like = {"dtype": param.dtype, "device": param.device} if param is not None else {"dtype": torch.float32}
+    like = {"dtype": param.dtype if param is not None else torch.float32,
+            "device": module_device(owner) if isinstance(owner, torch.nn.Module) else "cpu"}
     with torch.no_grad():
         logp = torch.cat([log_prob(c.to(**like)).detach().cpu().double() for c in pts.split(8192)])
     return xs, ys, logp.reshape(resolution, resolution).numpy()

@@ -235,11 +235,11 @@ class MADE(Autoregressive):
         """n draws from the ensemble (a uniform mixture of its members): each draw picks a member, then its pixels
         in that member's order; draws of one member are batched."""
         w = self.net.layers[0].weight
-        member = torch.randint(self.ensemble, (n,))
+        member = torch.randint(self.ensemble, (n,), device=w.device)
         x = torch.zeros(n, self.dim, device=w.device, dtype=w.dtype)
         with evaluating(self):
             for k in member.unique().tolist():
-                rows, masks = (member == k).nonzero().squeeze(1).to(w.device), self.mask_set(k)
+                rows, masks = (member == k).nonzero().squeeze(1), self.mask_set(k)
                 xk = x[rows]
                 for d in self.orders[k].tolist():
                     xk[:, d] = bernoulli(torch.sigmoid(self.net(xk, masks)[:, d]))

@@ -20,10 +20,11 @@ import torch
 from ..core.bernoulli import bernoulli
 from ..core.errors import ConfigError
 from ..data.base import DataInfo
+from ..data.gmm2d import GaussianMixture
 
 
 class TrueMixture(L.LightningModule):
-    """The true 2D Gaussian mixture of a ``gmm2d`` data module."""
+    """The true 2D Gaussian mixture of a ``gmm2d`` data module, its tensors as buffers (``.to(device)`` moves them)."""
 
     needs_training = False
     supported_spaces = ("continuous",)
@@ -32,7 +33,12 @@ class TrueMixture(L.LightningModule):
         super().__init__()
         if info.mixture is None:
             raise ConfigError(f"true_mixture needs a data module with a known mixture (data=gmm2d), not {info.variant}")
-        self.mixture = info.mixture
+        for name in ("means", "covariances", "weights"):
+            self.register_buffer(name, getattr(info.mixture, name).clone(), persistent=False)  # derived from the data
+
+    @property
+    def mixture(self) -> GaussianMixture:
+        return GaussianMixture(self.means, self.covariances, self.weights)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.mixture.log_prob(x).float()

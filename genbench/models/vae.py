@@ -87,6 +87,8 @@ class VAE(EpochMeans, L.LightningModule):
             raise ConfigError(f"unknown lr_schedule {lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
         if int(k) < 1:
             raise ConfigError(f"k (importance samples in training) must be >= 1, got {k}")
+        latent = [latent] if isinstance(latent, int) else latent  # model.latent=50: one stochastic layer
+        hidden = [[hidden]] if isinstance(hidden, int) else [[h] if isinstance(h, int) else h for h in hidden]
         latent, hidden = [int(d) for d in latent], [[int(u) for u in h] for h in hidden]
         if not latent or len(hidden) != len(latent):
             raise ConfigError(f"hidden needs one list of layer sizes per stochastic layer: latent={latent} has "

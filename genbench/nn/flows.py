@@ -320,8 +320,7 @@ class Rescale(nn.Module):
         self.scale, self.shift = scale, shift
 
     def forward(self, x):
-        y, logdet = rescale(x, self.scale, self.shift)
-        return y, logdet.to(x.device)
+        return rescale(x, self.scale, self.shift)
 
     def inverse(self, y):
         return (y - self.shift) / self.scale

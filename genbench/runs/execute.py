@@ -25,6 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 
 from ..core import paths
+from ..core.devices import module_device
 from ..core.errors import ConfigError, GenbenchError, ModelContractError
 from ..core.locks import Claim
 from ..data import build_datamodule
@@ -53,9 +54,9 @@ def cpu_name() -> str:
 def machine() -> dict[str, Any]:
     info = {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "lightning": L.__version__, "cpu": cpu_name(), "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+            "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), "cuda_version": torch.version.cuda}
     if info["cuda"]:
-        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu"], info["gpus"] = torch.cuda.get_device_name(0), torch.cuda.device_count()
     return info
 
 
@@ -113,6 +114,7 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, t
             began = time.perf_counter()
             results, figures = evaluate(model, dm, settings, figure_dir, split=settings.get("split", "test"))
             record["eval_time_s"] = round(time.perf_counter() - began, 3)
+            record["stages"]["evaluate"] = {"device": str(module_device(model))}
             figures += learning_curve(loggers, figure_dir) if not record.get("reused_training") else []
             record["results"], record["figures"] = [r.to_dict() for r in results], [paths.stored(f) for f in figures]
             record["status"] = "finished"
@@ -155,16 +157,21 @@ def no_result_reason(model, info) -> str:
 
 def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, Any], callbacks=()) -> str | None:
     """Load the model this training produced before, else train it (resuming a killed training from its
-    last epoch) and save it atomically. Returns why training diverged, or None."""
+    last epoch) and save it atomically; either way the model ends on the training device (Lightning's teardown
+    puts it back on the CPU), so that evaluation runs there. Returns why training diverged, or None."""
     final = ckpt_dir / FINAL_CHECKPOINT
     saved = trusted_checkpoint(final)
     if saved is not None:  # the same data, model, trainer and seed were trained before: evaluate that model
         model.load_state_dict(saved["state_dict"])
+        model.to(root_device(config))
+        kept = saved.get("genbench", {})
         record["reused_training"] = True
-        record["train_time_s"] = saved.get("genbench", {}).get("train_time_s")  # None: trained before times were kept
-        record["trained_on"] = saved.get("genbench", {}).get("cpu")
+        record["train_time_s"] = kept.get("train_time_s")  # None: trained before times were kept
+        record["trained_on"] = kept.get("cpu")
+        record["stages"] = {"train": kept.get("stage") or {"device": None}}  # None: trained before devices were kept
         return None
     guard, clock, began = DivergenceGuard(), TrainingClock(), time.perf_counter()
+    stage = {"device": str(root_device(config)), "precision": None}
     if getattr(model, "needs_training", True):
         last = ckpt_dir / LAST_CHECKPOINT
         interrupted = trusted_checkpoint(last, mmap=True)
@@ -176,16 +183,21 @@ def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, 
         if trainer.world_size > 1 and getattr(model, "single_device", None):  # say why before any rank starts
             raise ConfigError(model.single_device)
         trainer.fit(model, datamodule=dm, ckpt_path=last if interrupted is not None else None, weights_only=True)
+        stage = {"device": str(trainer.strategy.root_device), "precision": str(trainer.precision),
+                 "deterministic": bool((config.get("trainer") or {}).get("deterministic"))}
         record["epochs"], record["steps"] = trainer.current_epoch, trainer.global_step
         if trainer.world_size > 1:
             record["devices"] = trainer.world_size  # the effective batch: data.batch_size on each of them
+    record["stages"] = {"train": stage}
     record["train_time_s"] = round(clock.seconds if clock.start is not None else time.perf_counter() - began, 3)
     record["trained_on"] = cpu_name()
     diverged = guard.reason or ("non-finite parameters after training" if non_finite_parameters(model) else None)
     if not diverged:
         save_atomic({"state_dict": model.state_dict(), "genbench": {
-            "config": config, "train_time_s": record["train_time_s"], "cpu": record["trained_on"]}}, final)
+            "config": config, "train_time_s": record["train_time_s"], "cpu": record["trained_on"], "stage": stage}},
+            final)
     (ckpt_dir / LAST_CHECKPOINT).unlink(missing_ok=True)  # the training has ended: nothing to resume
+    model.to(stage["device"])
     return diverged
 
 
@@ -218,6 +230,15 @@ def strategy(name: str | None):
     if name == "ddp":
         return DDPStrategy(start_method="fork", broadcast_buffers=False)
     return name
+
+
+def root_device(config: dict[str, Any]) -> torch.device:
+    """The device a run's Trainer trains on (rank 0's under DDP): where the model is evaluated too."""
+    kw = config.get("trainer") or {}
+    trainer = L.Trainer(accelerator=kw.get("accelerator", "auto"), devices=kw.get("devices", "auto"),
+                        strategy=strategy(kw.get("strategy")), logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    return trainer.strategy.root_device
 
 
 def build_trainer(config: dict[str, Any], loggers, callbacks, ckpt_dir: Path) -> L.Trainer:

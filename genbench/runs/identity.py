@@ -23,6 +23,10 @@ VOLATILE_KEYS = ("logger", "name")
 TRAINING_KEYS = ("data", "model", "trainer", "seed")
 """Config keys that decide the trained model: runs that differ only in evaluation share one training."""
 
+NULL_OPTIONS = ("precision", "deterministic")
+"""Trainer options added after trainings were kept, null by default: left out of the hashes while null, so a
+model trained before they existed is found again (``trainer.precision=bf16-mixed`` is another training)."""
+
 SLUG_MAX = 120
 
 
@@ -62,6 +66,8 @@ def config_hash(config: dict[str, Any]) -> str:
     """The hash of what decides a run's numbers: the config without its volatile keys and, for a user's model, the
     content of its file (a registered model's hash is its config's alone, so committed records stay current)."""
     keyed = {k: v for k, v in config.items() if k not in VOLATILE_KEYS}
+    if "trainer" in keyed:
+        keyed["trainer"] = without_null_options(keyed["trainer"])
     source = model_source((config.get("model") or {}).get("name"))
     if source is not None:
         keyed["model_source"] = source["sha256"]
@@ -71,10 +77,17 @@ def config_hash(config: dict[str, Any]) -> str:
 def training_hash(config: dict[str, Any]) -> str:
     """Names ``models/trained/<hash>/final.ckpt``: train once, evaluate under many settings (e.g. noise levels)."""
     keyed = {k: config.get(k) for k in TRAINING_KEYS}
+    keyed["trainer"] = without_null_options(keyed["trainer"])
     source = model_source((config.get("model") or {}).get("name"))
     if source is not None:
         keyed["model_source"] = source["sha256"]
     return digest(keyed)[:12]
+
+
+def without_null_options(trainer: dict | None) -> dict | None:
+    if not isinstance(trainer, dict):
+        return trainer
+    return {k: v for k, v in trainer.items() if not (k in NULL_OPTIONS and v is None)}
 
 
 def _without_added_nulls(new: Any, old: Any) -> Any:

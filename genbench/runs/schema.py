@@ -23,15 +23,16 @@ from typing import Any
 
 from ..core.errors import ConfigError
 
-KINDS = {"int": "an integer", "real": "a number", "bool": "true or false"}
-NOUNS = {"int": "a number", "real": "a number", "bool": "true or false"}  # a string for an integer is "not a number"
+KINDS = {"int": "an integer", "real": "a number", "bool": "true or false", "choice": ""}
+NOUNS = {"int": "a number", "real": "a number", "bool": "true or false", "choice": "one of the valid values"}  # a string for an integer is "not a number"
 
 
 @dataclass(frozen=True)
 class Rule:
     """What one key takes: ``kind`` (int, real or bool) within ``range`` (``'>= 1'``, ``'[0, 1)'``: as printed).
 
-    ``what``: what the value means, for the message; ``also``: values valid besides (``'auto'``, ``-1``);
+    ``what``: what the value means, for the message; ``also``: values valid besides (``'auto'``, ``-1``), the only
+    ones for the kind ``choice``;
     ``null``: null is valid (the shipped default is null); ``lists``: (nested) lists of such values are valid
     too (layer sizes); ``alt``: a rule the value may meet instead; ``when``: the rule applies only to the
     configs for which this is true (a later rule for the same key applies to the others).
@@ -65,6 +66,9 @@ SIGMA = Rule("real", ">= 0", "a noise standard deviation")
 BETA = Rule("real", "[0, 1)", "an Adam decay rate")
 TEMPERATURES = count("AIS temperatures in S&M's three-segment shape", 4, also=("sm2008",))
 LIMIT = count("batches per epoch", 0, alt=Rule("real", "[0, 1]", "a fraction of them"))
+PRECISION = Rule("choice", what="training precision; half-precision parameters (16-true, bf16-true) are refused "
+                 "because evaluations run in float32 or float64", also=(32, 64, "32-true", "64-true", "bf16-mixed",
+                                                                          "16-mixed"), null=True)
 
 RULES: tuple[tuple[str, Rule], ...] = (  # (space-separated key patterns, rule); '*' matches any text, dots too
     ("trainer.max_epochs", count("0: the untrained model is scored", 0, when=untrained)),
@@ -74,7 +78,8 @@ RULES: tuple[tuple[str, Rule], ...] = (  # (space-separated key patterns, rule);
     ("trainer.log_every_n_steps", count("training steps between logged losses")),
     ("trainer.gradient_clip_val", Rule("real", "> 0", "the gradient norm's clip; null: none", null=True)),
     ("trainer.limit_*_batches", LIMIT),
-    ("trainer.enable_progress_bar", replace(FLAG, null=True)),
+    ("trainer.enable_progress_bar trainer.deterministic", replace(FLAG, null=True)),
+    ("trainer.precision", PRECISION),
     ("data.batch_size data.eval_batch_size", count("examples per batch")),
     ("data.val_size", count("training examples held out for validation", 0)),
     ("data.train_size data.test_size", count("examples in the split")),
@@ -200,6 +205,8 @@ def fault(value: Any, rule: Rule) -> str | None:
 def is_kind(value: Any, kind: str) -> bool:
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "choice":
+        return False
     if kind == "int":
         return type(value) is int
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -234,6 +241,8 @@ def number(text: str) -> float:
 def describe(rule: Rule) -> str:
     """What is valid, as the message says it: "'sm2008' or an integer >= 4 (AIS temperatures ...)"."""
     kind = KINDS[rule.kind]
+    if rule.kind == "choice":
+        return " or ".join([*map(repr, rule.also), *(["null"] if rule.null else [])]) + f" ({rule.what})"
     if rule.range:
         kind += f" in {rule.range}" if rule.range[0] in "[(" else f" {rule.range}"
     text = " or ".join([*map(repr, rule.also), kind + (" or a list of them" if rule.lists else "")])
