@@ -9,7 +9,7 @@ SHARED ?= ../shared/data
 SCALE  ?= smoke
 TABLES := $(sort $(basename $(notdir $(wildcard configs/table/*.yaml))))
 
-.PHONY: setup demo test test-slow bench bench-cli tables-smoke tables-paper reference-renders readme data-link clean help $(addprefix table-,$(TABLES))
+.PHONY: setup demo test test-slow bench bench-cli gpu-check tables-smoke tables-paper reference-renders readme data-link clean help $(addprefix table-,$(TABLES))
 
 help:
 	@echo "make demo | test | test-slow | bench | bench-cli | tables-smoke | tables-paper | table-NAME [SCALE=smoke|cpu|paper] | reference-renders | readme | data-link | clean"
@@ -38,6 +38,11 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,cluster,bench]'
 	$(BIN)/python -m genbench.bench
+
+# every family's paper configuration on the GPU (steps/s, peak memory, projected paper cost, CPU vs GPU agreement on the
+# same weights) -> results/bench/gpu.md; without a GPU the same on the CPU, saying that no GPU was measured
+gpu-check: $(STAMP)
+	$(BIN)/python -m genbench.bench.gpu
 
 # the start-up of `genbench --help`, `list` and of a mistake (goal: under 1 s), fastest of 5 fresh interpreters each
 bench-cli: $(STAMP)
