@@ -19,6 +19,7 @@ from genbench.evaluation import evaluate
 from genbench.evaluation.likelihood import likelihood_records
 from genbench.models import MODELS, build_model, capabilities
 from genbench.runs.execute import train_and_evaluate
+from genbench.runs.identity import NULL_OPTIONS, config_hash, training_hash
 from genbench.tables import compose
 from test_conformance import DATA_FOR_SPACE, MODEL_CONFIGS, SMALL
 
@@ -203,3 +204,14 @@ def test_evaluations_refuse_half_precision():
         likelihood_records(model.to(torch.bfloat16), x, dm.info, settings={"bound_k": 2})
     with pytest.raises(PrecisionError, match="autocast"), torch.autocast("cpu", dtype=torch.bfloat16):
         likelihood_records(model.float(), x, dm.info, settings={"bound_k": 2})
+
+
+def test_precision_options_left_null_keep_the_hashes_of_earlier_trainings():
+    """trainer.precision and trainer.deterministic came after trainings were kept: null (the default) leaves a
+    config's hashes as they were without them, so kept trainings and records stay current; a value is another run."""
+    config = compose([])
+    assert config["trainer"]["precision"] is None and config["trainer"]["deterministic"] is None
+    before = {**config, "trainer": {k: v for k, v in config["trainer"].items() if k not in NULL_OPTIONS}}
+    assert training_hash(config) == training_hash(before) and config_hash(config) == config_hash(before)
+    mixed = {**config, "trainer": {**config["trainer"], "precision": "bf16-mixed"}}
+    assert training_hash(mixed) != training_hash(config) and config_hash(mixed) != config_hash(config)

@@ -38,6 +38,10 @@ MISTAKES = [  # (overrides, what the message says)
      "model.constraints.mask.fraction=1.5 is out of range: valid is a number in [0, 1]"),
     (["data=cifar10", "data.hflip=1"], "data.hflip=1 is not true or false"),
     (["+trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5 is out of range"),
+    (["trainer.precision=16-true"], "trainer.precision='16-true' is not one of the valid values: valid is 32 or 64 or "
+                                    "'32-true'"),
+    (["trainer.precision=bf16-true"], "half-precision parameters (16-true, bf16-true) are refused"),
+    (["trainer.deterministic=yes"], "trainer.deterministic='yes' is not true or false"),
 ]
 
 
@@ -75,6 +79,7 @@ def setting(config: dict, key: str, value) -> dict:
     ("trainer.max_steps", -1), ("trainer.devices", "auto"), ("trainer.limit_train_batches", 0.25),
     ("trainer.limit_val_batches", 0), ("trainer.gradient_clip_val", None), ("seed", 2**32 - 1),
     ("evaluation.likelihood.seed", None), ("evaluation.likelihood.ais.betas", 4), ("model.hidden", [[200, 200], []]),
+    ("trainer.precision", "bf16-mixed"), ("trainer.precision", 32), ("trainer.deterministic", True),
 ])
 def test_edges_of_the_valid_ranges_pass(default, key, value):
     schema.check_config(setting(default, key, value))
