@@ -52,6 +52,14 @@ class OnDevice(torch.Tensor):
     def tolist(self):  # below the dispatcher; a CUDA tensor's tolist copies to the host, and so does this one
         return self.cpu_data.tolist()
 
+    # Indexing turns a Python list into a tensor on the indexed tensor's device below the dispatcher: on ``meta`` that
+    # tensor has no values. Made here instead, as CUDA makes it on its device.
+    def __getitem__(self, index):
+        return super().__getitem__(_listed_on_device(index))
+
+    def __setitem__(self, index, value):
+        return super().__setitem__(_listed_on_device(index), value)
+
     @classmethod
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):  # outside simulated_device(): a plain CPU op
         with DeviceGuard():
@@ -73,6 +81,15 @@ def _checked_operands(func, args, kwargs):
     if func is torch.ops.aten.copy_.default:
         return ()
     return [a for i, a in enumerate(args) if i not in allowed], kwargs
+
+
+def _listed_on_device(index):
+    """An index with its Python lists (``x[:, [0, 3, 1, 2]]``) as index tensors on the simulated device."""
+    if isinstance(index, list):
+        return OnDevice(torch.as_tensor(index))
+    if isinstance(index, tuple):
+        return tuple(_listed_on_device(i) if isinstance(i, list) else i for i in index)
+    return index
 
 
 @dataclass
@@ -126,6 +143,10 @@ class DeviceGuard(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         leaves = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if any(t.device.type == SIMULATED.type and not isinstance(t, OnDevice) for t in leaves):
+            raise RuntimeError(f"the device simulation met a tensor without values in {func} (made below the "
+                               f"dispatcher, as torch.tensor or list indexing make theirs): teach "
+                               f"genbench/core/device_guard.py to make it on the CPU")
         on_device = any(isinstance(t, OnDevice) for t in leaves)
         cpu = [t for t in tree_leaves(_checked_operands(func, args, kwargs))
                if isinstance(t, torch.Tensor) and not isinstance(t, OnDevice) and t.dim() > 0]

@@ -45,8 +45,12 @@ reconstruction_error; features need labelled data)."""
 COMBINATIONS = [(name, space, ()) for name in MODEL_CONFIGS
                 for space in getattr(resolve("model", MODELS, compose([f"model={name}"])["model"]["name"]),
                                      "supported_spaces", ("binary",))]
-COMBINATIONS.append(("ali", "binary", ("model.arch=dcgan", "model.encoder=gaussian")))  # conv: features apply
-"""Every model a config names on every data space it supports, and ALI's conv encoder (the features evaluator)."""
+COMBINATIONS += [("ali", "binary", ("model.arch=dcgan", "model.encoder=gaussian")),  # conv: features apply
+                 ("rbm", "binary", ("noise",))]  # "expected AIS": the likelihood averaged over noisy parameters
+"""Every model a config names on every data space it supports, ALI's conv encoder (the features evaluator), and the
+RBM scored under parameter noise."""
+
+NOISE = {"parameter_noise": {"sigma_w": 0.05, "sigma_b": 0.05, "draws": 2, "seed": 0}}
 
 
 def settings_for(model, info) -> dict:
@@ -83,15 +87,19 @@ def features_apply(model, x) -> bool:
 
 
 @pytest.mark.parametrize("name,space,overrides", COMBINATIONS,
-                         ids=[f"{n}-{s}{'-conv' if o else ''}" for n, s, o in COMBINATIONS])
-def test_every_model_is_device_clean(name, space, overrides):
-    """Training (2 epochs × 2 batches through the real Trainer), sampling and every evaluator the model offers run
+                         ids=[f"{n}-{s}{'-' + o[-1].split('=')[-1] if o else ''}" for n, s, o in COMBINATIONS])
+def test_every_model_is_device_clean(name, space, overrides, tmp_path):
+    """Training (2 epochs × 2 batches through the real Trainer), sampling, figures and every evaluator it offers run
     on the simulated device with no CPU tensor mixed in or made in model code; evaluation really runs there; and the
     same weights score the same numbers on the CPU."""
     torch.manual_seed(0)
     dm = build_datamodule(DATA_FOR_SPACE[space])
+    noise = "noise" in overrides
+    overrides = [o for o in overrides if o != "noise"]
     model = build_model(compose([f"model={name}", *SMALL.get(name, []), *overrides])["model"], dm.info)
     settings = settings_for(model, dm.info)
+    if noise:
+        settings = {**settings, "likelihood": {**settings["likelihood"], **NOISE}}
     if "features" in capabilities(model) and not features_apply(model, dm.split("test")):
         settings = {**settings, "features": None}
     with simulated_device(hot=HOT) as guard:
@@ -102,8 +110,8 @@ def test_every_model_is_device_clean(name, space, overrides):
                       enable_model_summary=False).fit(model, datamodule=dm)
         model.to(SIMULATED)
         before = guard.ops_on_device
-        on_device, _ = evaluate(model, dm, settings)
-        assert guard.ops_on_device > before and module_device(model) == SIMULATED
+        on_device, figures = evaluate(model, dm, settings, figure_dir=tmp_path)  # the sample figures too
+        assert guard.ops_on_device > before and module_device(model) == SIMULATED and figures
         model.to("cpu")
     assert not guard.violations
     on_cpu, _ = evaluate(model, dm, settings)
