@@ -159,8 +159,8 @@ def data_for(config: dict, steps: int, examples: int):
 def check_family(family: str, device: torch.device, steps: int, warmup: int, examples: int,
                  extra: dict[str, list[str]] | None = None) -> FamilyCheck:
     extra = extra or {}
-    paper = compose(paper_overrides(family))
-    config = compose([*paper_overrides(family), *extra.get("*", []), *extra.get(family, [])])
+    base = paper_overrides(family)
+    paper, config = compose(base), compose([*base, *extra.get("*", []), *extra.get(family, [])])
     dm = data_for(config, steps, examples)
     torch.manual_seed(0)
     model = build_model(config["model"], dm.info)
@@ -247,8 +247,8 @@ def render(checks: list[FamilyCheck], env: dict) -> str:
              "| family | data | batch | parameters | steps/s | peak memory (MiB) | paper steps | projected paper "
              "training (h) | CPU vs device |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in checks:
-        worst = ", ".join(f"{a.metric} {a.device:.4g} vs {a.cpu:.4g} (±{a.tolerance:.2g})" for a in c.agreements
-                          if not a.ok)
+        worst = ", ".join(f"{a.metric} ({a.estimator}) {a.device:.4g} vs {a.cpu:.4g} (±{a.tolerance:.2g})"
+                          for a in c.agreements if not a.ok)
         verdict = "agree" if c.ok else f"**differ**: {worst}"
         lines.append(f"| {c.family} | {c.data} | {c.batch_size} | {c.parameters:,} | {c.steps_per_s:.3g} | "
                      f"{'n/a' if c.peak_memory_mb is None else f'{c.peak_memory_mb:.0f}'} | {c.paper_steps:,} | "

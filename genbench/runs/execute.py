@@ -171,8 +171,9 @@ def train_or_load(config, model, dm, loggers, ckpt_dir: Path, record: dict[str, 
         record["stages"] = {"train": kept.get("stage") or {"device": None}}  # None: trained before devices were kept
         return None
     guard, clock, began = DivergenceGuard(), TrainingClock(), time.perf_counter()
-    stage = {"device": str(root_device(config)), "precision": None}
-    if getattr(model, "needs_training", True):
+    if not getattr(model, "needs_training", True):
+        stage = {"device": str(root_device(config)), "precision": None}
+    else:
         last = ckpt_dir / LAST_CHECKPOINT
         interrupted = trusted_checkpoint(last, mmap=True)
         if interrupted is not None:
