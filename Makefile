@@ -9,10 +9,10 @@ SHARED ?= ../shared/data
 SCALE  ?= smoke
 TABLES := $(sort $(basename $(notdir $(wildcard configs/table/*.yaml))))
 
-.PHONY: setup demo test test-slow bench bench-cli gpu-check tables-smoke tables-paper reference-renders readme data-link clean help $(addprefix table-,$(TABLES))
+.PHONY: setup demo test test-slow bench bench-cli gpu-check paper-costs tables-smoke tables-paper reference-renders readme data-link clean help $(addprefix table-,$(TABLES))
 
 help:
-	@echo "make demo | test | test-slow | bench | bench-cli | tables-smoke | tables-paper | table-NAME [SCALE=smoke|cpu|paper] | reference-renders | readme | data-link | clean"
+	@echo "make demo | test | test-slow | bench | bench-cli | gpu-check | paper-costs | tables-smoke | tables-paper | table-NAME [SCALE=smoke|cpu|paper] | reference-renders | readme | data-link | clean"
 	@echo "tables: $(TABLES)"
 
 setup: $(STAMP)
@@ -43,6 +43,11 @@ bench: $(STAMP)
 # same weights) -> results/bench/gpu.md; without a GPU the same on the CPU, saying that no GPU was measured
 gpu-check: $(STAMP)
 	$(BIN)/python -m genbench.bench.gpu
+
+# every table's paper scale planned on this machine (CPU hours, wall hours on its cores, whether it fits a day) and
+# estimated for a reference GPU from each step's FLOPs and kernel launches -> results/bench/paper-costs.md
+paper-costs: $(STAMP)
+	$(BIN)/python -m genbench.bench.paper_costs
 
 # the start-up of `genbench --help`, `list` and of a mistake (goal: under 1 s), fastest of 5 fresh interpreters each
 bench-cli: $(STAMP)

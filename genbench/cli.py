@@ -4,6 +4,7 @@
     genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
     genbench table NAME [--scale smoke|cpu|paper] [--render-only] [--rows TEXT] [--seeds 0,1]   run a table's missing runs, write it
                  [--launcher local|submitit_local|slurm|ray --workers N]   ... on N worker processes, SLURM jobs or Ray tasks
+                 [--plan]                                   ... or only project each run's time and memory on this device
     genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [KEY=VALUE ...]
     genbench list [models|capabilities|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
@@ -194,7 +195,17 @@ def cmd_table(args: list[str]) -> int:
                                                        "a cluster); settings in configs/launcher/")
     p.add_argument("--workers", type=_positive, default=1, help="worker jobs of the launcher; the runs' claims split "
                                                                  "the table between them")
+    p.add_argument("--plan", action="store_true", help="train nothing: probe each distinct run for a few steps on "
+                                                       "this device and print its projected time and peak memory, "
+                                                       "and the total alone and on --workers N")
     a = p.parse_args(args)
+    if a.plan:
+        spec = load_table(a.name)
+        check_selection(spec, a.scale, plan(spec, a.scale), a.rows, a.seeds)
+        from .bench.plan import plan_table, render_plan
+
+        print(render_plan(plan_table(a.name, a.scale, a.workers, a.launcher, a.rows, a.seeds), a.workers, a.launcher))
+        return 0
     _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows, seeds=a.seeds, overwrite=a.overwrite,
                launcher=a.launcher, workers=a.workers)
     return 0

@@ -27,13 +27,13 @@ import torch
 from ..core import paths
 from ..core.devices import module_device
 from ..data import build_datamodule
-from ..data.base import TensorDataModule
 from ..evaluation.likelihood import likelihood_records
 from ..evaluation.modes import mode_coverage
 from ..models import build_model
 from ..runs.config import compose
 from ..runs.execute import quiet_lightning
 from ..tables.spec import load_table, plan
+from .probe import StepClock, Synthetic, paper_train_size
 
 FAMILIES: dict[str, tuple[str, str, str]] = {
     "rbm": ("rbm-constraints", "baseline", "mnist"),
@@ -55,19 +55,6 @@ def paper_overrides(family: str) -> list[str]:
     """The overrides of the family's table row at the paper scale (seed 0), as ``genbench table`` would run it."""
     table, row, dataset = FAMILIES[family]
     return next(p.overrides for p in plan(load_table(table), "paper") if p.row.startswith(row) and p.dataset == dataset)
-
-
-TRAIN_EXAMPLES = {"mnist": 60_000, "cifar10": 50_000, "svhn": 73_257}
-"""Training images before a validation split (SVHN's ``extra`` adds 531,131; MNIST's larochelle split has 50,000)."""
-
-
-def paper_train_size(data: dict) -> int:
-    """How many examples one epoch of the paper's training passes over."""
-    if data["name"] not in TRAIN_EXAMPLES:
-        return int(data.get("train_size", 0))
-    if data.get("variant") == "larochelle":
-        return 50_000
-    return TRAIN_EXAMPLES[data["name"]] + (531_131 if data.get("extra") else 0) - int(data.get("val_size") or 0)
 
 
 TINY = {"*": ["data.batch_size=4"], "made": ["model.hidden=[500,500]"]}
@@ -105,49 +92,6 @@ class FamilyCheck:
         return all(a.ok for a in self.agreements)
 
 
-class Synthetic(TensorDataModule):
-    """Random tensors in a data space (binary {0,1}, integers below ``levels`` as uint8), ``n`` per split."""
-
-    name = "synthetic"
-
-    def __init__(self, space, n: int, batch_size: int, seed: int = 0):
-        super().__init__(batch_size=batch_size, eval_batch_size=batch_size)
-        self.data_space, self.n, self.seed = space, n, seed
-
-    @property
-    def variant(self) -> str:
-        return f"synthetic {self.data_space}"
-
-    def space(self):
-        return self.data_space
-
-    def load(self):
-        g, shape = torch.Generator().manual_seed(self.seed), (self.n, *self.data_space.shape)
-        if self.data_space.kind == "binary":
-            make = lambda: torch.randint(0, 2, shape, generator=g).float()  # noqa: E731
-        elif self.data_space.kind == "discrete":
-            make = lambda: torch.randint(0, self.data_space.levels, shape, generator=g, dtype=torch.uint8)  # noqa: E731
-        else:
-            make = lambda: torch.randn(shape, generator=g)  # noqa: E731
-        return {"train": make(), "test": make()}
-
-
-class StepClock(L.Callback):
-    """Seconds per optimizer step after the first ``warmup`` steps (CUDA kernels compile and caches fill there)."""
-
-    def __init__(self, warmup: int):
-        self.warmup, self.times = warmup, []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if module_device(pl_module).type == "cuda":
-            torch.cuda.synchronize()
-        self.times.append(time.perf_counter())
-
-    def steps_per_s(self) -> float:
-        t = self.times[self.warmup:]
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 else math.nan
-
-
 def data_for(config: dict, steps: int, examples: int):
     """The real data module for 2D mixtures (generated, no files), synthetic tensors of the paper's space else."""
     batch = int(config["data"].get("batch_size", 100))
@@ -164,7 +108,7 @@ def check_family(family: str, device: torch.device, steps: int, warmup: int, exa
     dm = data_for(config, steps, examples)
     torch.manual_seed(0)
     model = build_model(config["model"], dm.info)
-    clock = StepClock(warmup)
+    clock = StepClock()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     accelerator = {"cuda": "gpu", "cpu": "cpu"}.get(device.type, "simulated")
@@ -179,7 +123,7 @@ def check_family(family: str, device: torch.device, steps: int, warmup: int, exa
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     paper_batch = int(paper["data"].get("batch_size", 100))
     paper_steps = int(paper["trainer"]["max_epochs"]) * math.ceil(paper_train_size(paper["data"]) / paper_batch)
-    rate = clock.steps_per_s()
+    rate = 1 / clock.seconds_per_step(warmup)
     hours = round(paper_steps / rate / 3600, 2) if rate > 0 and dm.batch_size == paper_batch else None
     return FamilyCheck(family, dm.variant, dm.batch_size, sum(p.numel() for p in model.parameters()), round(rate, 3),
                        peak, paper_steps, hours, agree(model, dm, device, examples))

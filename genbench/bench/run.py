@@ -18,7 +18,8 @@
   (k) the 2D Real NVP against zuko and normflows (:mod:`genbench.bench.steps`); ``ratios.png`` draws every ratio;
 * (l) a smoke table of many small runs sequentially on one thread and on two single-thread ``submitit_local``
   workers, with the two renders' numbers compared;
-* (m) the start-up of ``genbench --help``, ``list`` and of a mistake (:mod:`genbench.bench.cli`).
+* (m) the start-up of ``genbench --help``, ``list`` and of a mistake (:mod:`genbench.bench.cli`);
+* (n) ``genbench table --plan`` against the runs it planned, run from scratch (:mod:`genbench.bench.plan`).
 
 Numbers are only comparable on an idle machine (both cores free): the load
 average is recorded with every figure.
@@ -45,6 +46,8 @@ from .ar import benchmark_made_ensemble, benchmark_nade, benchmark_pixelcnn_samp
 from .ar import markdown as ar_markdown
 from .cli import cli_latency
 from .cli import markdown as cli_markdown
+from .plan import markdown as plan_markdown
+from .plan import plan_accuracy
 from .rbm import benchmark_ais, benchmark_pcd_epoch
 from .steps import benchmark_peers, benchmark_steps, ratios_figure
 from .steps import markdown as steps_markdown
@@ -168,6 +171,7 @@ def markdown(result: dict) -> str:
     lines += ar_markdown(result)
     lines += steps_markdown(result)
     lines += cli_markdown(result)
+    lines += plan_markdown(result)
     if result.get("recorded_costs"):
         c = result["recorded_costs"]
         lines += [f"## (i) What `{c['table']}` at its {c['scale']} scale cost (from its run records)", "",
@@ -211,7 +215,8 @@ def _peers() -> dict:
 
 SECTIONS = {"pcd": _pcd, "ais": _ais, "vae": _vae, "ar": _ar, "steps": _steps, "peers": _peers,
             "parallel": lambda: {"parallel_table": parallel_table_cost()},
-            "cli": lambda: {"cli_latency": cli_latency()}}
+            "cli": lambda: {"cli_latency": cli_latency()},
+            "plan": lambda: {"plan_accuracy": plan_accuracy()}}
 """The sections ``--skip`` can leave out (besides ``tables``), in the order they run; each returns its results."""
 
 

@@ -10,6 +10,10 @@ Where a stage's progress shows is decided when it starts:
 
 A stage that finishes within :data:`DELAY_S` shows nothing, so quick evaluations
 (every epoch's validation NLL, small test RBMs) stay quiet.
+
+A stage also says how many of an evaluation's counted sizes its total spans (``dims``: test examples,
+temperatures), and :func:`timed_stages` hands every closed stage to a watcher: the planner
+(:mod:`genbench.bench.plan`) times an evaluation shrunk along those sizes and scales each stage back up.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import math
 import os
 import sys
 import time
-from typing import Callable, TextIO
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, TextIO
 
 DELAY_S = 2.0  # silent for the first seconds of a stage
 MARKS = 10  # log mode: a line at every tenth of the stage ...
@@ -28,6 +34,30 @@ BAR_EVERY_S = 0.2  # bar mode: redraw at most this often
 BAR_WIDTH = 30
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stage:
+    """A closed stage as a watcher sees it: ``dims`` of the evaluation's counted sizes made its ``total``."""
+
+    label: str
+    total: int
+    dims: int
+    seconds: float
+
+
+_watchers: list[list[Stage]] = []
+
+
+@contextmanager
+def timed_stages() -> Iterator[list[Stage]]:
+    """Collect every stage that closes inside the block (nested blocks each get them all)."""
+    stages: list[Stage] = []
+    _watchers.append(stages)
+    try:
+        yield stages
+    finally:
+        _watchers.remove(stages)
 
 
 def display_mode(stream: TextIO) -> str:
@@ -49,13 +79,15 @@ def duration(seconds: float) -> str:
 class Progress:
     """Progress of one stage of ``total`` steps: ``update(n)`` as steps finish, then ``close()`` (or ``with``).
 
-    ``clock`` and ``stream`` (default: ``time.monotonic``, ``sys.stderr``) are
-    there for the tests. An update costs a clock read and a comparison.
+    ``dims``: how many of the evaluation's counted sizes (test examples, temperatures) ``total`` is the
+    product of (0: none, e.g. a fixed number of draws). ``clock`` and ``stream`` (default:
+    ``time.monotonic``, ``sys.stderr``) are there for the tests. An update costs a clock read and a comparison.
     """
 
-    def __init__(self, label: str, total: int, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, label: str, total: int, *, dims: int = 1, clock: Callable[[], float] = time.monotonic,
                  stream: TextIO | None = None):
-        self.label, self.total, self.done = label, max(int(total), 0), 0
+        self.label, self.total, self.done, self.dims = label, max(int(total), 0), 0, dims
+        self.closed = False
         self.clock, self.stream = clock, sys.stderr if stream is None else stream
         self.mode = display_mode(self.stream)
         self.start = self.last = clock()
@@ -92,7 +124,12 @@ class Progress:
             self._line(f"{self.label}: {self.status(now)}", now)
 
     def close(self) -> None:
-        """End the stage: a finished bar or a closing line, if anything was shown."""
+        """End the stage: a finished bar or a closing line, if anything was shown; watchers get its time."""
+        if not self.closed:
+            self.closed = True
+            stage = Stage(self.label, self.total, self.dims, self.clock() - self.start)
+            for stages in _watchers:
+                stages.append(stage)
         if not self.shown:
             return
         now = self.clock()

@@ -341,7 +341,8 @@ def raise_log_prob(v: torch.Tensor, W: torch.Tensor, b: torch.Tensor, c: torch.T
     per_group = max(1, max_chains // n_runs)
     means, ses = [], []
     steps = -(-B // per_group) * (len(bk) - 1)
-    with torch.no_grad(), Progress(f"{label} ({B} examples × {n_runs} runs, {len(bk)} temperatures)", steps) as progress:
+    with torch.no_grad(), Progress(f"{label} ({B} examples × {n_runs} runs, {len(bk)} temperatures)", steps,
+                                   dims=2) as progress:
         for i in range(0, B, per_group):  # memory-bounded groups of whole examples, each one batch
             vg = v[i : i + per_group]
             chains = vg.repeat_interleave(n_runs, 0)

@@ -198,7 +198,7 @@ def ais_log_prob(obs_log_prob: Callable[[torch.Tensor, torch.Tensor], torch.Tens
     groups = _groups(B, chains, max_chains)
     logws, stats = [], []
     with Progress(f"{label} ({B} examples × {chains} chains, {len(betas)} temperatures)",
-                  len(groups) * (len(betas) - 1)) as progress:
+                  len(groups) * (len(betas) - 1), dims=2) as progress:
         for g in groups:
             xg = x[g].repeat_interleave(chains, 0)
             z = torch.randn(xg.shape[0], latent_dim, generator=generator, device=x.device, dtype=x.dtype)
@@ -217,7 +217,8 @@ def reverse_ais_log_prob(obs_log_prob: Callable[[torch.Tensor, torch.Tensor], to
     log p(x) per example (float64 [B]), and stats."""
     groups = _groups(x.shape[0], 1, max_chains)
     out, stats = [], []
-    with Progress(f"{label} ({x.shape[0]} examples, {len(betas)} temperatures)", len(groups) * (len(betas) - 1)) as progress:
+    with Progress(f"{label} ({x.shape[0]} examples, {len(betas)} temperatures)", len(groups) * (len(betas) - 1),
+                  dims=2) as progress:
         for g in groups:
             xg = x[g]
             logw, st = anneal(lambda v: obs_log_prob(xg, v), z[g], betas.flip(0), leapfrog_steps, initial_step,

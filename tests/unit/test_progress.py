@@ -113,3 +113,23 @@ def test_ais_raise_and_the_bound_estimator_report_their_stages(lines, monkeypatc
     assert "AIS log Z (50 temperatures, 4 runs): done, 49 in 0s" in got
     assert "RAISE (6 examples × 2 runs, 50 temperatures): done, 147 in 0s" in got  # 3 groups × 49 steps
     assert any(line.startswith("NLL (importance-weighted bound, k=5000) on 30 examples: 33% (10/30)") for line in got)
+
+
+def test_watchers_get_every_closed_stage_with_the_sizes_its_total_spans():
+    """The planner scales a stage by F^dims (genbench/bench/probe.py): AIS's log Z spans the temperatures, RAISE
+    the examples × temperatures; a stage is reported once, to every watcher open when it closes."""
+    g = torch.Generator().manual_seed(0)
+    W, b, c = 0.1 * torch.randn(6, 8, generator=g), torch.zeros(8), torch.zeros(6)
+    v = (torch.rand(5, 8, generator=g) < 0.5).float()
+    with P.timed_stages() as outer:
+        ais_log_z(W, b, c, betas=schedule(50), n_runs=4, generator=g)
+        with P.timed_stages() as inner:
+            raise_log_prob(v, W, b, c, betas=schedule(30), n_runs=3, generator=g)
+    assert [(s.total, s.dims) for s in outer] == [(49, 1), (29, 2)]
+    assert [(s.total, s.dims) for s in inner] == [(29, 2)]
+    assert all(s.seconds >= 0 for s in outer)
+    bar = P.Progress("x", 3, dims=0, stream=io.StringIO())
+    with P.timed_stages() as after:
+        bar.close()
+        bar.close()  # closing twice reports once
+    assert [(s.label, s.dims) for s in after] == [("x", 0)]

@@ -1,0 +1,361 @@
+"""Probes of a run's cost on the current device: a few timed steps of its real training, and its real evaluation
+shrunk along its counted sizes, each scaled back up to the run's own sizes.
+
+Training: the run's Trainer (its callbacks, its per-epoch checkpoint) for two short epochs of ``steps`` batches
+(the first warms up); seconds per step, per validation batch and per epoch's other work, times the run's epochs.
+Evaluation: :func:`genbench.evaluation.evaluate` with the test split cut to ``n`` examples and every temperature
+schedule, RAISE's, decoder AIS's and BDMC's example counts cut by the same factor F = N / n; each stage that
+reports its progress spans ``dims`` of those sizes (:mod:`genbench.core.progress`) and is scaled by F^dims, the
+rest (mode coverage, figures, SVM features, checks) is taken as measured. Costs do not depend on the weights, so
+the few trained steps are enough.
+
+The data are the run's own when its files are here, else synthetic tensors of the data's space with the
+published split sizes (:class:`Synthetic`): a step's cost does not depend on the pixels.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..core.devices import module_device
+from ..core.errors import DataUnavailableError
+from ..core.progress import timed_stages
+from ..data import build_datamodule
+from ..data.base import TensorDataModule
+from ..evaluation import evaluate
+from ..evaluation.ais import sm_schedule
+from ..models import build_model
+from ..runs.callbacks import DivergenceGuard, RankStreams
+from ..runs.execute import build_trainer
+
+TRAIN_EXAMPLES = {"mnist": 60_000, "cifar10": 50_000, "svhn": 73_257}
+"""Training images before a validation split (SVHN's ``extra`` adds 531,131; MNIST's larochelle split has 50,000)."""
+TEST_EXAMPLES = {"mnist": 10_000, "cifar10": 10_000, "svhn": 26_032}
+
+
+def paper_train_size(data: dict) -> int:
+    """How many examples one epoch of the paper's training passes over (for data whose files are absent)."""
+    if data["name"] not in TRAIN_EXAMPLES:
+        return int(data.get("train_size", 0))
+    if data.get("variant") == "larochelle":
+        return 50_000
+    return TRAIN_EXAMPLES[data["name"]] + (531_131 if data.get("extra") else 0) - int(data.get("val_size") or 0)
+
+
+class Synthetic(TensorDataModule):
+    """Random tensors in a data space (binary {0,1}, integers below ``levels`` as uint8), ``n`` per split."""
+
+    name = "synthetic"
+
+    def __init__(self, space, n: int, batch_size: int, seed: int = 0, eval_batch_size: int | None = None):
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size)
+        self.data_space, self.n, self.seed = space, n, seed
+
+    @property
+    def variant(self) -> str:
+        return f"synthetic {self.data_space}"
+
+    def space(self):
+        return self.data_space
+
+    def load(self):
+        g, shape = torch.Generator().manual_seed(self.seed), (self.n, *self.data_space.shape)
+        if self.data_space.kind == "binary":
+            make = lambda: torch.randint(0, 2, shape, generator=g).float()  # noqa: E731
+        elif self.data_space.kind == "discrete":
+            make = lambda: torch.randint(0, self.data_space.levels, shape, generator=g, dtype=torch.uint8)  # noqa: E731
+        else:
+            make = lambda: torch.randn(shape, generator=g)  # noqa: E731
+        return {"train": make(), "test": make()}
+
+
+@dataclass
+class ProbeData:
+    """The data module a probe runs on, and the sizes of the run's own splits."""
+
+    module: TensorDataModule
+    train: int
+    val: int
+    test: int
+    real: bool
+    load_s: float = 0.0  # building and loading it: part of every run's set-up
+
+
+def probe_data(data: dict, examples: int) -> ProbeData:
+    """The run's data module when its files are here; else ``examples`` synthetic tensors per split of its space
+    (the module is built without loading, so its space is known) with the published sizes."""
+    began = time.perf_counter()
+    dm = build_datamodule(data)
+    try:
+        sizes = dm.info.sizes
+        return ProbeData(dm, sizes["train"], sizes.get("val", 0), sizes["test"], True, time.perf_counter() - began)
+    except DataUnavailableError:
+        batch, eval_batch = int(data.get("batch_size", 100)), int(data.get("eval_batch_size", 1000))
+        fake = Synthetic(dm.space(), examples, batch, eval_batch_size=eval_batch)
+        return ProbeData(fake, paper_train_size(data), int(data.get("val_size") or 0),
+                         TEST_EXAMPLES.get(data["name"], examples), False)
+
+
+class StepClock(L.Callback):
+    """When each training batch, validation batch and training epoch ended (the device synchronized first); stops
+    the training after ``stop_after`` epochs (the config's own epochs stay: some models check them)."""
+
+    def __init__(self, stop_after: int | None = None):
+        self.stop_after = stop_after
+        self.steps: list[list[float]] = []
+        self.val: list[float] = []
+        self.epoch_starts: list[float] = []
+        self.fit_end = math.nan
+
+    def _now(self, module) -> float:
+        if module_device(module).type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.epoch_starts.append(self._now(pl_module))
+        self.steps.append([])
+        self._val_start = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.steps[-1].append(self._now(pl_module))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.stop_after is not None and trainer.current_epoch + 1 >= self.stop_after:
+            trainer.should_stop = True
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._val_start = self._now(pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.val.append(self._now(pl_module) - self._val_start)
+
+    def on_fit_end(self, trainer, pl_module):
+        self.fit_end = self._now(pl_module)
+
+    def seconds_per_step(self, warmup: int = 1) -> float:
+        """The last epoch's steps after ``warmup`` of them (the first epoch warmed the caches)."""
+        t = self.steps[-1][warmup:]
+        return (t[-1] - t[0]) / (len(t) - 1) if len(t) > 1 else math.nan
+
+
+class StepCounter(L.Callback):
+    """The floating-point operations (matrix products and convolutions, backward included: torch's
+    ``FlopCounterMode``) and the operator calls (each a kernel launch on a GPU) of one training batch: the one
+    numbered ``batch`` of the first epoch, whose time no rate uses (counting slows it)."""
+
+    def __init__(self, batch: int):
+        self.batch, self.flops, self.ops, self._modes = batch, 0, 0, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.batch and trainer.current_epoch == 0:
+            self._modes = (FlopCounterMode(display=False), _OpCounter())
+            for mode in self._modes:
+                mode.__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._modes is not None:
+            for mode in reversed(self._modes):
+                mode.__exit__(None, None, None)
+            self.flops, self.ops = self._modes[0].get_total_flops(), self._modes[1].calls
+            self._modes = None
+
+
+class _OpCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+REFERENCE_GPU = {"name": "NVIDIA H100 SXM", "fp32_tflops": 67.0, "sustained": 0.3, "launch_us": 5.0}
+"""The GPU a paper cost is estimated for: its FP32 peak (NVIDIA's H100 datasheet, non-tensor-core FP32), the
+fraction of it the small products of these models are taken to sustain, and a kernel launch's cost (a few µs on
+current CUDA); estimates, not measurements."""
+
+
+def gpu_step_seconds(flops: int, ops: int, gpu: dict = REFERENCE_GPU) -> float:
+    """A training step on the reference GPU, estimated: its arithmetic at the sustained rate, or its kernel
+    launches one after the other, whichever takes longer (small models are launch-bound)."""
+    return max(flops / (gpu["fp32_tflops"] * 1e12 * gpu["sustained"]), ops * gpu["launch_us"] * 1e-6)
+
+
+@dataclass
+class TrainingProbe:
+    """A training's measured rates and the run's sizes; :attr:`seconds` projects the whole training."""
+
+    device: str
+    seconds_per_step: float
+    seconds_per_val_batch: float
+    epoch_overhead_s: float  # per epoch besides its steps and validation: the checkpoint, loader start, callbacks
+    setup_s: float  # data, model and Trainer before the first epoch
+    steps_per_epoch: int
+    val_batches: int
+    epochs: int
+    peak_mib: float | None
+    real_data: bool
+    early_stopping: bool  # the run may stop before its epochs: the projection is an upper bound
+    flops_per_step: int = 0
+    ops_per_step: int = 0
+
+    @property
+    def seconds(self) -> float:
+        epoch = self.steps_per_epoch * self.seconds_per_step + self.val_batches * self.seconds_per_val_batch
+        return self.setup_s + self.epochs * (epoch + self.epoch_overhead_s)
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def gpu_speedup(self) -> float | None:
+        """How many times faster a step runs on the reference GPU than here, estimated (None: nothing trains)."""
+        if not self.steps or not self.seconds_per_step or not self.ops_per_step:
+            return None  # nothing trains, or the step was not counted
+        return self.seconds_per_step / gpu_step_seconds(self.flops_per_step, self.ops_per_step)
+
+
+def probe_training(config: dict, data: ProbeData | None = None, steps: int = 12,
+                   val_batches: int = 2) -> tuple[TrainingProbe, L.LightningModule, ProbeData]:
+    """Two epochs of ``steps`` batches (and ``val_batches`` validation batches) of the run's training on this
+    device; returns the rates, the model (trained those steps, on the device) and its data (``data``: the run's
+    data, loaded by an earlier probe; its loading is then not in the set-up time)."""
+    began = time.perf_counter() - (data.load_s if data is not None else 0.0)
+    with PeakMemory() as peak:
+        if data is None:
+            data = probe_data(config["data"], max(steps, val_batches) * int(config["data"].get("batch_size", 100)))
+        torch.manual_seed(int(config["seed"]))
+        model = build_model(config["model"], data.module.info)
+        trainer_cfg = {**config["trainer"], "limit_train_batches": steps, "limit_val_batches": val_batches,
+                       "enable_progress_bar": False}
+        epochs = int(config["trainer"].get("max_epochs") or 1)
+        clock = StepClock(stop_after=2)
+        counter = StepCounter(batch=steps - 1 if epochs > 1 else -1)  # a one-epoch training's steps are all timed
+        with tempfile.TemporaryDirectory() as ckpt_dir:
+            trainer = build_trainer({**config, "trainer": trainer_cfg}, [], [DivergenceGuard(), RankStreams(
+                config["seed"]), clock, counter], Path(ckpt_dir))
+            if getattr(model, "needs_training", True):
+                trainer.fit(model, datamodule=data.module)
+        model.to(trainer.strategy.root_device)
+    batch, eval_batch = data.module.batch_size, data.module.eval_batch_size
+    trains = getattr(model, "needs_training", True) and bool(clock.steps)
+    has_val = trains and data.val > 0 and type(model).validation_step is not L.LightningModule.validation_step
+    val_rate = sum(clock.val[-val_batches:]) / max(1, len(clock.val[-val_batches:])) if has_val else 0.0
+    step_rate = clock.seconds_per_step() if trains else 0.0
+    last_epoch = clock.fit_end - clock.epoch_starts[-1] if trains else 0.0
+    overhead = max(0.0, last_epoch - steps * step_rate - (val_batches * val_rate if has_val else 0.0))
+    probe = TrainingProbe(
+        device=str(trainer.strategy.root_device), seconds_per_step=step_rate, seconds_per_val_batch=val_rate,
+        epoch_overhead_s=overhead, setup_s=(clock.epoch_starts[0] - began) if trains else 0.0,
+        steps_per_epoch=-(-data.train // batch) if trains else 0, val_batches=-(-data.val // eval_batch) if has_val else 0,
+        epochs=epochs if trains else 0, peak_mib=peak.mib, real_data=data.real,
+        early_stopping=any(type(c).__name__ == "EarlyStopping" for c in trainer.callbacks),
+        flops_per_step=counter.flops, ops_per_step=counter.ops)
+    return probe, model, data
+
+
+@dataclass
+class EvaluationProbe:
+    seconds: float  # projected for the run's sizes
+    measured_s: float  # what the shrunk evaluation took
+    factor: float  # F: the test split and every counted size were cut by it
+    peak_mib: float | None
+
+
+def shrunk_settings(settings: dict, factor: float, test: int) -> dict:
+    """The evaluation settings with every temperature schedule and example count cut by ``factor``."""
+    s = copy.deepcopy(settings or {})
+
+    def temperatures(n) -> int:
+        full = len(sm_schedule()) if n == "sm2008" else int(n)
+        return 1 + max(1, round((full - 1) / factor))
+
+    def examples(n) -> int:
+        return max(1, round(min(int(n), test) / factor)) if int(n) > 0 else 0
+
+    like = s.get("likelihood") or {}
+    if like.get("ais"):
+        like["ais"]["betas"] = temperatures(like["ais"].get("betas", "sm2008"))
+    if like.get("raise"):
+        like["raise"]["examples"] = examples(like["raise"].get("examples", 1000))
+        if like["raise"].get("betas") is not None:
+            like["raise"]["betas"] = temperatures(like["raise"]["betas"])
+    if s.get("decoder_ais"):
+        d = s["decoder_ais"]
+        d["temperatures"] = temperatures(d.get("temperatures", 10_000))
+        d["examples"] = examples(d.get("examples", 1000))
+        d["bdmc_examples"] = examples(d.get("bdmc_examples", 100))
+    return s
+
+
+MIN_EXAMPLES = 100
+"""Test examples a shrunk evaluation keeps at least (batches much smaller than a run's would cost more per example)."""
+
+
+class CutTest:
+    """A data module whose test split (and its labels) is its first ``n`` examples."""
+
+    def __init__(self, module: TensorDataModule, n: int):
+        self._module, self._n = module, n
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def split(self, name: str) -> torch.Tensor:
+        x = self._module.split(name)
+        return x[: self._n] if name == "test" else x
+
+    def labels(self, name: str):
+        y = self._module.labels(name)
+        return y[: self._n] if name == "test" and y is not None else y
+
+
+def probe_evaluation(model, data: ProbeData, settings: dict, shrink: int = 100) -> EvaluationProbe:
+    """The run's evaluation with its test split cut to max(:data:`MIN_EXAMPLES`, N / ``shrink``) examples and
+    every counted size by the same factor; its stages scaled back up (module docstring)."""
+    n = min(data.test, max(MIN_EXAMPLES, math.ceil(data.test / shrink)))
+    factor = data.test / n
+    small = shrunk_settings(settings, factor, data.test)
+    with PeakMemory() as peak, timed_stages() as stages, tempfile.TemporaryDirectory() as figures:
+        began = time.perf_counter()
+        evaluate(model, CutTest(data.module, n), small, Path(figures), split="test")
+        measured = time.perf_counter() - began
+    staged = sum(s.seconds for s in stages)
+    projected = measured - staged + sum(s.seconds * factor ** s.dims for s in stages)
+    return EvaluationProbe(projected, measured, factor, peak.mib)
+
+
+class PeakMemory:
+    """The peak memory of a block: the accelerator's allocations on CUDA, else the process's resident set (its
+    high-water mark reset at the start, Linux ≥ 4.0; None where it cannot be reset)."""
+
+    def __enter__(self) -> "PeakMemory":
+        self.mib, self.cuda = None, torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")
+                self._status = Path("/proc/self/status")
+            except OSError:
+                self._status = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            self.mib = torch.cuda.max_memory_allocated() / 2**20
+        elif self._status is not None:
+            line = next(x for x in self._status.read_text().splitlines() if x.startswith("VmHWM:"))
+            self.mib = int(line.split()[1]) / 1024
