@@ -19,7 +19,8 @@
 * (l) a smoke table of many small runs sequentially on one thread and on two single-thread ``submitit_local``
   workers, with the two renders' numbers compared;
 * (m) the start-up of ``genbench --help``, ``list`` and of a mistake (:mod:`genbench.bench.cli`);
-* (n) ``genbench table --plan`` against the runs it planned, run from scratch (:mod:`genbench.bench.plan`).
+* (n) ``genbench table --plan`` against the runs it planned, run from scratch (:mod:`genbench.bench.plan`);
+* (o) the training split resident on the device against the loader, on the CPU (:mod:`genbench.bench.resident`).
 
 Numbers are only comparable on an idle machine (both cores free): the load
 average is recorded with every figure.
@@ -48,6 +49,8 @@ from .cli import cli_latency
 from .cli import markdown as cli_markdown
 from .plan import markdown as plan_markdown
 from .plan import plan_accuracy
+from .resident import benchmark_resident
+from .resident import markdown as resident_markdown
 from .rbm import benchmark_ais, benchmark_pcd_epoch
 from .steps import benchmark_peers, benchmark_steps, ratios_figure
 from .steps import markdown as steps_markdown
@@ -172,6 +175,7 @@ def markdown(result: dict) -> str:
     lines += steps_markdown(result)
     lines += cli_markdown(result)
     lines += plan_markdown(result)
+    lines += resident_markdown(result)
     if result.get("recorded_costs"):
         c = result["recorded_costs"]
         lines += [f"## (i) What `{c['table']}` at its {c['scale']} scale cost (from its run records)", "",
@@ -216,7 +220,8 @@ def _peers() -> dict:
 SECTIONS = {"pcd": _pcd, "ais": _ais, "vae": _vae, "ar": _ar, "steps": _steps, "peers": _peers,
             "parallel": lambda: {"parallel_table": parallel_table_cost()},
             "cli": lambda: {"cli_latency": cli_latency()},
-            "plan": lambda: {"plan_accuracy": plan_accuracy()}}
+            "plan": lambda: {"plan_accuracy": plan_accuracy()},
+            "resident": lambda: {"resident": benchmark_resident()}}
 """The sections ``--skip`` can leave out (besides ``tables``), in the order they run; each returns its results."""
 
 

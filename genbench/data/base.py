@@ -128,6 +128,45 @@ def shuffled_loader(data: torch.Tensor, batch_size: int, transform=None) -> Data
                       num_workers=0)
 
 
+class ResidentBatches:
+    """The training split kept on the training device, its shuffled batches gathered there and ``transform``
+    (dynamic binarization, flips) applied there: no loader and no copy to the device per step, which bound small
+    models on a GPU. Each epoch draws what :func:`shuffled_loader` draws from torch's RNG (its iterator's base
+    seed, then the permutation's seed), so on the CPU it yields the same batches, and ``transform`` draws from the
+    device's stream (seeded by the run's seed as well)."""
+
+    def __init__(self, data: torch.Tensor, batch_size: int, transform=None, device: torch.device | str = "cpu"):
+        self.data, self.batch_size, self.transform = data.to(device), batch_size, transform
+
+    def __len__(self) -> int:
+        return -(-len(self.data) // self.batch_size)
+
+    def __iter__(self):
+        torch.empty((), dtype=torch.int64).random_()  # the base seed a DataLoader's iterator draws
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(seed)).to(self.data.device)
+        for index in order.split(self.batch_size):
+            x = self.data[index].float()  # 8-bit images stay uint8 on the device
+            yield self.transform(x) if self.transform is not None else x
+
+
+RESIDENT_SHARE = 0.25
+"""A training split is kept on a GPU when it takes at most this share of the GPU's free memory."""
+
+
+def resident_device(trainer, data: torch.Tensor) -> torch.device | None:
+    """The device to keep ``data`` on while ``trainer`` trains: its root device when that is not the CPU, it
+    trains on one device (DDP ranks shard one shuffle through the loader) and the split fits; else None."""
+    device = trainer.strategy.root_device if trainer is not None else None
+    if device is None or device.type == "cpu" or trainer.world_size > 1:
+        return None
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if data.numel() * data.element_size() > RESIDENT_SHARE * free:
+            return None
+    return device
+
+
 class TensorDataModule(L.LightningDataModule):
     """Base class: subclasses implement :meth:`load` (returns the split tensors).
 
@@ -159,6 +198,7 @@ class TensorDataModule(L.LightningDataModule):
 
     train_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     mixture: Any = None
+    resident: bool | None = None  # keep the training split on the training device: None = when not on the CPU
 
     # -- shared machinery ----------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -209,8 +249,15 @@ class TensorDataModule(L.LightningDataModule):
         sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | ResidentBatches:
+        """Shuffled batches of the training split: kept on the training device and drawn there
+        (:class:`ResidentBatches`) when it is not the CPU and the split fits, else through the loader."""
         self.setup()  # the training transform is known only once the data is loaded
+        data = self.split("train")
+        device = resident_device(self.trainer, data) if self.resident is None else (
+            self.trainer.strategy.root_device if self.resident and self.trainer is not None else None)
+        if device is not None:
+            return ResidentBatches(data, self.batch_size, self.train_transform, device)
         return self._loader("train", True, self.batch_size, self.train_transform)
 
     def val_dataloader(self) -> DataLoader:
