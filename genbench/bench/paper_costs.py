@@ -73,7 +73,8 @@ def render(costs: list[dict], machine: str, workers: int, measured: str) -> str:
     fits = [c["table"] for c in costs if c.get("fits_a_day")]
     lines += ["", f"Fit one {workers}-core CPU machine in a day: {', '.join(fits) or 'none'}.", "",
               f"CPU hours: measured rates (a few timed steps of each distinct training through its own Trainer, its "
-              f"evaluation shrunk and scaled back up; genbench/bench/probe.py) times the paper's steps. GPU hours: "
+              f"evaluation shrunk and scaled back up, sample figures left out; genbench/bench/probe.py) times the "
+              f"paper's steps. GPU hours: "
               f"an **estimate**, not a measurement: each step's FLOPs (torch's FlopCounterMode, backward included) at "
               f"{gpu['sustained']:.0%} of the {gpu['name']}'s {gpu['fp32_tflops']:g} TFLOP/s FP32, or its operator "
               f"calls at {gpu['launch_us']:g} µs per kernel launch, whichever is longer, plus the set-up and "

@@ -185,8 +185,9 @@ def render_plan(p: TablePlan, workers: int = 1, launcher: str = "local") -> str:
     lines[-1] += "."
     notes = ["'shares': trained by the run named earlier in this list (the same training hash); its evaluation only.",
              "Training: the run's Trainer timed for two short epochs, projected to its epochs and steps; evaluation: "
-             "the run's evaluation shrunk along its test examples and temperatures, its stages scaled back up "
-             "(genbench/bench/probe.py). Data loading of files and the first CUDA start are in the training's set-up."]
+             "the run's evaluation shrunk along its test examples and temperatures, its stages scaled back up, "
+             "without the sample figures (genbench/bench/probe.py). Data loading of files and the first CUDA start "
+             "are in the training's set-up."]
     if p.synthetic_data:
         notes.append("Synthetic data: a data set's files are absent here, so tensors of its space with the published "
                      "split sizes stood in (evaluators that need labels, the SVM features, are not counted).")

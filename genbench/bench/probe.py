@@ -6,8 +6,8 @@ Training: the run's Trainer (its callbacks, its per-epoch checkpoint) for two sh
 Evaluation: :func:`genbench.evaluation.evaluate` with the test split cut to ``n`` examples and every temperature
 schedule, RAISE's, decoder AIS's and BDMC's example counts cut by the same factor F = N / n; each stage that
 reports its progress spans ``dims`` of those sizes (:mod:`genbench.core.progress`) and is scaled by F^dims, the
-rest (mode coverage, figures, SVM features, checks) is taken as measured. Costs do not depend on the weights, so
-the few trained steps are enough.
+rest (mode coverage, SVM features, checks) is taken as measured; the sample figures are not probed. Costs do not
+depend on the weights, so the few trained steps are enough.
 
 The data are the run's own when its files are here, else synthetic tensors of the data's space with the
 published split sizes (:class:`Synthetic`): a step's cost does not depend on the pixels.
@@ -228,9 +228,9 @@ class TrainingProbe:
 
 
 def probe_training(config: dict, data: ProbeData | None = None, steps: int = 12,
-                   val_batches: int = 2) -> tuple[TrainingProbe, L.LightningModule, ProbeData]:
-    """Two epochs of ``steps`` batches (and ``val_batches`` validation batches) of the run's training on this
-    device; returns the rates, the model (trained those steps, on the device) and its data (``data``: the run's
+                   val_batches: int = 1) -> tuple[TrainingProbe, L.LightningModule, ProbeData]:
+    """Two epochs of ``steps`` batches (and, in the second, ``val_batches`` validation batches: MADE's 32-mask
+    ensemble of 8,000-unit layers takes a minute per batch on a CPU) of the run's training on this device; returns the rates, the model (trained those steps, on the device) and its data (``data``: the run's
     data, loaded by an earlier probe; its loading is then not in the set-up time)."""
     began = time.perf_counter() - (data.load_s if data is not None else 0.0)
     with PeakMemory() as peak:
@@ -238,9 +238,9 @@ def probe_training(config: dict, data: ProbeData | None = None, steps: int = 12,
             data = probe_data(config["data"], max(steps, val_batches) * int(config["data"].get("batch_size", 100)))
         torch.manual_seed(int(config["seed"]))
         model = build_model(config["model"], data.module.info)
-        trainer_cfg = {**config["trainer"], "limit_train_batches": steps, "limit_val_batches": val_batches,
-                       "enable_progress_bar": False}
         epochs = int(config["trainer"].get("max_epochs") or 1)
+        trainer_cfg = {**config["trainer"], "limit_train_batches": steps, "limit_val_batches": val_batches,
+                       "check_val_every_n_epoch": 2 if epochs > 1 else 1, "enable_progress_bar": False}
         clock = StepClock(stop_after=2)
         counter = StepCounter(batch=steps - 1 if epochs > 1 else -1)  # a one-epoch training's steps are all timed
         with tempfile.TemporaryDirectory() as ckpt_dir:
@@ -324,13 +324,15 @@ class CutTest:
 
 def probe_evaluation(model, data: ProbeData, settings: dict, shrink: int = 100) -> EvaluationProbe:
     """The run's evaluation with its test split cut to max(:data:`MIN_EXAMPLES`, N / ``shrink``) examples and
-    every counted size by the same factor; its stages scaled back up (module docstring)."""
+    every counted size by the same factor; its stages scaled back up (module docstring). The sample figures are
+    left out: a few seconds for most models, but an autoregressive model draws its 64 images pixel by pixel at full
+    cost (minutes for MADE's 8,000-unit layers on a CPU), which no shrinking makes cheaper to probe."""
     n = min(data.test, max(MIN_EXAMPLES, math.ceil(data.test / shrink)))
     factor = data.test / n
     small = shrunk_settings(settings, factor, data.test)
-    with PeakMemory() as peak, timed_stages() as stages, tempfile.TemporaryDirectory() as figures:
+    with PeakMemory() as peak, timed_stages() as stages:
         began = time.perf_counter()
-        evaluate(model, CutTest(data.module, n), small, Path(figures), split="test")
+        evaluate(model, CutTest(data.module, n), small, figure_dir=None, split="test")
         measured = time.perf_counter() - began
     staged = sum(s.seconds for s in stages)
     projected = measured - staged + sum(s.seconds * factor ** s.dims for s in stages)
