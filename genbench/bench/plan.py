@@ -26,7 +26,7 @@ from ..runs.checkpoints import FINAL_CHECKPOINT
 from ..runs.config import compose
 from ..runs.execute import cpu_name, quiet_lightning
 from ..runs.identity import digest, training_hash
-from ..tables.runner import DONE, earlier_record, run_table
+from ..tables.runner import MeasuredRuns, earlier_record, is_done, run_table
 from ..tables.spec import load_table, plan
 from .probe import ProbeData, TrainingProbe, gpu_step_seconds, probe_evaluation, probe_training
 
@@ -64,8 +64,9 @@ class TablePlan:
         return sum(r.seconds for r in self.runs)
 
     def makespan(self, workers: int) -> float:
-        """Wall time on ``workers`` workers: each training with the evaluations that wait for it is one job,
-        longest first to the least loaded worker (LPT, within 4/3 of the best schedule)."""
+        """Wall time on ``workers`` workers if each training with the evaluations that wait for it is one job,
+        longest first to the least loaded worker (LPT, within 4/3 of the best schedule). Optimistic: workers claim
+        runs in the table's order, and one may wait for a training another is doing."""
         jobs: dict[str, float] = {}
         for r in self.runs:
             jobs[r.training] = jobs.get(r.training, 0.0) + r.seconds
@@ -102,10 +103,10 @@ def cost_key(obj):
 
 def worker_threads(launcher: str, workers: int) -> int:
     """Torch threads each worker gets (:mod:`genbench.launchers`): one for forked local workers, the cores shared
-    out for submitit_local, this process's own otherwise (one process, or a cluster's machines)."""
+    out for submitit_local and a local Ray, this process's own otherwise (one process, or SLURM's machines)."""
     if workers > 1 and launcher == "local":
         return 1
-    if launcher == "submitit_local":
+    if launcher in ("submitit_local", "ray"):  # Ray: a local instance (a cluster's machines are not probed here)
         return local_threads(workers)
     return torch.get_num_threads()
 
@@ -123,6 +124,7 @@ def plan_table(name: str, scale: str, workers: int = 1, launcher: str = "local",
     datas: dict[str, ProbeData] = {}  # one copy of each data set (the first probe's set-up includes its loading)
     evaluations: dict[str, object] = {}
     carried: dict[str, str] = {}  # training hash -> the run that trains it
+    measured = MeasuredRuns()  # records of the same config elsewhere: copied when the table runs
     began = time.perf_counter()
     torch.set_num_threads(threads)
     try:
@@ -131,7 +133,7 @@ def plan_table(name: str, scale: str, workers: int = 1, launcher: str = "local",
             path = paths.results_dir("runs", name, scale, f"{p.run_id}.json")
             old, _ = earlier_record(path, config, name, scale, p.run_id)
             trained = training_hash(config)
-            if old and old.get("status") in DONE:
+            if is_done(old, config) or measured.find(config, path) is not None:
                 result.runs.append(RunCost(p.run_id, trained, "done"))
                 continue
             key = digest(cost_key({k: config[k] for k in ("data", "model", "trainer")}))
@@ -181,7 +183,8 @@ def render_plan(p: TablePlan, workers: int = 1, launcher: str = "local") -> str:
     if workers > 1:
         span = p.makespan(workers)
         lines[-1] += (f"; {span:,.0f} s ({duration(span)}) on {workers} {launcher} workers "
-                      f"(each training with its evaluations as one job, longest first)")
+                      f"at best (each training with its evaluations as one job, longest first; workers take runs in "
+                      f"the table's order, so the wall time can be longer)")
     lines[-1] += "."
     notes = ["'shares': trained by the run named earlier in this list (the same training hash); its evaluation only.",
              "Training: the run's Trainer timed for two short epochs, projected to its epochs and steps; evaluation: "
@@ -204,10 +207,12 @@ an RBM with AIS, and VAE/IWAE bounds, each a few minutes on a CPU."""
 
 @contextmanager
 def fresh_home():
-    """An empty results home that reads no reference results: every planned run is run."""
-    saved = {k: os.environ.get(k) for k in ("GENBENCH_HOME", "GENBENCH_REFERENCE")}
+    """An empty results home that reads no reference results (every planned run is run), the data where it was."""
+    saved = {k: os.environ.get(k) for k in ("GENBENCH_HOME", "GENBENCH_RESULTS", "GENBENCH_REFERENCE", "GENBENCH_DATA")}
+    data = str(paths.data_root().resolve())  # the data sets stay where they are
     with tempfile.TemporaryDirectory() as home:
-        os.environ.update(GENBENCH_HOME=home, GENBENCH_REFERENCE="none")
+        os.environ.update(GENBENCH_HOME=home, GENBENCH_RESULTS=os.path.join(home, "results"),
+                          GENBENCH_REFERENCE="none", GENBENCH_DATA=data)
         try:
             yield home
         finally:

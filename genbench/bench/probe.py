@@ -34,8 +34,9 @@ from ..data import build_datamodule
 from ..data.base import TensorDataModule
 from ..evaluation import evaluate
 from ..evaluation.ais import sm_schedule
+from ..evaluation.likelihood import likelihood_records
 from ..models import build_model
-from ..runs.callbacks import DivergenceGuard, RankStreams
+from ..runs.callbacks import DivergenceGuard, RankStreams, periodic
 from ..runs.execute import build_trainer
 
 TRAIN_EXAMPLES = {"mnist": 60_000, "cifar10": 50_000, "svhn": 73_257}
@@ -52,14 +53,21 @@ def paper_train_size(data: dict) -> int:
     return TRAIN_EXAMPLES[data["name"]] + (531_131 if data.get("extra") else 0) - int(data.get("val_size") or 0)
 
 
+def paper_val_size(data: dict) -> int:
+    """The validation examples of the paper's split (for data whose files are absent)."""
+    return 10_000 if data.get("variant") == "larochelle" else int(data.get("val_size") or 0)
+
+
 class Synthetic(TensorDataModule):
-    """Random tensors in a data space (binary {0,1}, integers below ``levels`` as uint8), ``n`` per split."""
+    """Random tensors in a data space (binary {0,1}, integers below ``levels`` as uint8), ``n`` per split (a
+    validation split too when ``val``)."""
 
     name = "synthetic"
 
-    def __init__(self, space, n: int, batch_size: int, seed: int = 0, eval_batch_size: int | None = None):
+    def __init__(self, space, n: int, batch_size: int, seed: int = 0, eval_batch_size: int | None = None,
+                 val: bool = False):
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size)
-        self.data_space, self.n, self.seed = space, n, seed
+        self.data_space, self.n, self.seed, self.with_val = space, n, seed, val
 
     @property
     def variant(self) -> str:
@@ -76,7 +84,7 @@ class Synthetic(TensorDataModule):
             make = lambda: torch.randint(0, self.data_space.levels, shape, generator=g, dtype=torch.uint8)  # noqa: E731
         else:
             make = lambda: torch.randn(shape, generator=g)  # noqa: E731
-        return {"train": make(), "test": make()}
+        return {"train": make(), "test": make(), **({"val": make()} if self.with_val else {})}
 
 
 @dataclass
@@ -95,15 +103,15 @@ def probe_data(data: dict, examples: int) -> ProbeData:
     """The run's data module when its files are here; else ``examples`` synthetic tensors per split of its space
     (the module is built without loading, so its space is known) with the published sizes."""
     began = time.perf_counter()
-    dm = build_datamodule(data)
+    dm = build_datamodule({**data, "download": False} if "download" in data else data)  # a plan writes nothing
     try:
         sizes = dm.info.sizes
         return ProbeData(dm, sizes["train"], sizes.get("val", 0), sizes["test"], True, time.perf_counter() - began)
     except DataUnavailableError:
-        batch, eval_batch = int(data.get("batch_size", 100)), int(data.get("eval_batch_size", 1000))
-        fake = Synthetic(dm.space(), examples, batch, eval_batch_size=eval_batch)
-        return ProbeData(fake, paper_train_size(data), int(data.get("val_size") or 0),
-                         TEST_EXAMPLES.get(data["name"], examples), False)
+        batch, eval_batch, val = int(data.get("batch_size", 100)), int(data.get("eval_batch_size", 1000)), \
+            paper_val_size(data)
+        fake = Synthetic(dm.space(), examples, batch, eval_batch_size=eval_batch, val=val > 0)
+        return ProbeData(fake, paper_train_size(data), val, TEST_EXAMPLES.get(data["name"], examples), False)
 
 
 class StepClock(L.Callback):
@@ -145,20 +153,20 @@ class StepClock(L.Callback):
 
     def seconds_per_step(self, warmup: int = 1) -> float:
         """The last epoch's steps after ``warmup`` of them (the first epoch warmed the caches)."""
-        t = self.steps[-1][warmup:]
+        t = self.steps[-1][warmup:] if self.steps else []
         return (t[-1] - t[0]) / (len(t) - 1) if len(t) > 1 else math.nan
 
 
 class StepCounter(L.Callback):
     """The floating-point operations (matrix products and convolutions, backward included: torch's
     ``FlopCounterMode``) and the operator calls (each a kernel launch on a GPU) of one training batch: the one
-    numbered ``batch`` of the first epoch, whose time no rate uses (counting slows it)."""
+    last of the first epoch, whose time no rate uses (counting slows it); none when ``enabled`` is false."""
 
-    def __init__(self, batch: int):
-        self.batch, self.flops, self.ops, self._modes = batch, 0, 0, None
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.flops, self.ops, self._modes = enabled, 0, 0, None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.batch and trainer.current_epoch == 0:
+        if self.enabled and trainer.current_epoch == 0 and batch_idx == trainer.num_training_batches - 1:
             self._modes = (FlopCounterMode(display=False), _OpCounter())
             for mode in self._modes:
                 mode.__enter__()
@@ -207,6 +215,8 @@ class TrainingProbe:
     epochs: int
     peak_mib: float | None
     real_data: bool
+    periodic_s: float  # one periodic validation NLL (evaluation.every_n_epochs), all of them in the training
+    periodic_every: int
     early_stopping: bool  # the run may stop before its epochs: the projection is an upper bound
     flops_per_step: int = 0
     ops_per_step: int = 0
@@ -214,7 +224,8 @@ class TrainingProbe:
     @property
     def seconds(self) -> float:
         epoch = self.steps_per_epoch * self.seconds_per_step + self.val_batches * self.seconds_per_val_batch
-        return self.setup_s + self.epochs * (epoch + self.epoch_overhead_s)
+        periodic = self.epochs // self.periodic_every * self.periodic_s if self.periodic_every else 0.0
+        return self.setup_s + self.epochs * (epoch + self.epoch_overhead_s) + periodic
 
     @property
     def steps(self) -> int:
@@ -235,35 +246,60 @@ def probe_training(config: dict, data: ProbeData | None = None, steps: int = 12,
     began = time.perf_counter() - (data.load_s if data is not None else 0.0)
     with PeakMemory() as peak:
         if data is None:
-            data = probe_data(config["data"], max(steps, val_batches) * int(config["data"].get("batch_size", 100)))
+            batch, eval_batch = (int(config["data"].get(k, d)) for k, d in (("batch_size", 100), ("eval_batch_size", 1000)))
+            data = probe_data(config["data"], max(steps * batch, val_batches * eval_batch, MIN_EXAMPLES))
         torch.manual_seed(int(config["seed"]))
         model = build_model(config["model"], data.module.info)
         epochs = int(config["trainer"].get("max_epochs") or 1)
         trainer_cfg = {**config["trainer"], "limit_train_batches": steps, "limit_val_batches": val_batches,
                        "check_val_every_n_epoch": 2 if epochs > 1 else 1, "enable_progress_bar": False}
         clock = StepClock(stop_after=2)
-        counter = StepCounter(batch=steps - 1 if epochs > 1 else -1)  # a one-epoch training's steps are all timed
+        counter = StepCounter(enabled=epochs > 1)  # a one-epoch training's steps are all timed
         with tempfile.TemporaryDirectory() as ckpt_dir:
             trainer = build_trainer({**config, "trainer": trainer_cfg}, [], [DivergenceGuard(), RankStreams(
                 config["seed"]), clock, counter], Path(ckpt_dir))
             if getattr(model, "needs_training", True):
                 trainer.fit(model, datamodule=data.module)
         model.to(trainer.strategy.root_device)
+        model.trainer = data.module.trainer = None  # the probe's Trainer (and a resident split) can go
     batch, eval_batch = data.module.batch_size, data.module.eval_batch_size
     trains = getattr(model, "needs_training", True) and bool(clock.steps)
     has_val = trains and data.val > 0 and type(model).validation_step is not L.LightningModule.validation_step
-    val_rate = sum(clock.val[-val_batches:]) / max(1, len(clock.val[-val_batches:])) if has_val else 0.0
+    val_rate = sum(clock.val) / len(clock.val) if has_val and clock.val else 0.0
     step_rate = clock.seconds_per_step() if trains else 0.0
     last_epoch = clock.fit_end - clock.epoch_starts[-1] if trains else 0.0
-    overhead = max(0.0, last_epoch - steps * step_rate - (val_batches * val_rate if has_val else 0.0))
+    overhead = max(0.0, last_epoch - len(clock.steps[-1]) * step_rate - len(clock.val) * val_rate) if trains else 0.0
+    every = int((config.get("evaluation") or {}).get("every_n_epochs") or 0) if trains else 0
+    limits = config["trainer"]
     probe = TrainingProbe(
         device=str(trainer.strategy.root_device), seconds_per_step=step_rate, seconds_per_val_batch=val_rate,
         epoch_overhead_s=overhead, setup_s=(clock.epoch_starts[0] - began) if trains else 0.0,
-        steps_per_epoch=-(-data.train // batch) if trains else 0, val_batches=-(-data.val // eval_batch) if has_val else 0,
+        steps_per_epoch=limited(-(-data.train // batch), limits.get("limit_train_batches")) if trains else 0,
+        val_batches=limited(-(-data.val // eval_batch), limits.get("limit_val_batches")) if has_val else 0,
         epochs=epochs if trains else 0, peak_mib=peak.mib, real_data=data.real,
+        periodic_s=periodic_seconds(config, model, data) if every else 0.0, periodic_every=every,
         early_stopping=any(type(c).__name__ == "EarlyStopping" for c in trainer.callbacks),
         flops_per_step=counter.flops, ops_per_step=counter.ops)
     return probe, model, data
+
+
+def limited(batches: int, limit) -> int:
+    """Batches per epoch under the Trainer's ``limit_*_batches`` (None: all; an int: at most that many; a float:
+    that fraction), as Lightning counts them."""
+    if limit is None or (isinstance(limit, float) and limit == 1.0):
+        return batches
+    return min(batches, int(limit)) if isinstance(limit, int) else int(batches * float(limit))
+
+
+def periodic_seconds(config: dict, model, data: ProbeData) -> float:
+    """One periodic validation NLL (:class:`genbench.evaluation.PeriodicEvaluation`), timed at its full size."""
+    callbacks = periodic(config, data.module)
+    if not callbacks or callbacks[0].split not in data.module.splits:
+        return 0.0
+    cb = callbacks[0]
+    began = time.perf_counter()
+    likelihood_records(model, data.module.split(cb.split)[: cb.max_examples], data.module.info, cb.split, cb.settings)
+    return time.perf_counter() - began
 
 
 @dataclass
@@ -274,30 +310,43 @@ class EvaluationProbe:
     peak_mib: float | None
 
 
-def shrunk_settings(settings: dict, factor: float, test: int) -> dict:
-    """The evaluation settings with every temperature schedule and example count cut by ``factor``."""
-    s = copy.deepcopy(settings or {})
+def counted_sizes(settings: dict, test: int) -> list[tuple[dict, str, int]]:
+    """(settings dict, key, units) of every size the evaluation's stages count: each temperature schedule (its
+    steps: temperatures − 1), RAISE's and decoder AIS's test examples (at most the split's ``test``) and BDMC's
+    simulated examples. RAISE's only when it runs."""
+    like, decoder = settings.get("likelihood") or {}, settings.get("decoder_ais") or {}
 
-    def temperatures(n) -> int:
-        full = len(sm_schedule()) if n == "sm2008" else int(n)
-        return 1 + max(1, round((full - 1) / factor))
+    def steps(n) -> int:
+        return (len(sm_schedule()) if n == "sm2008" else int(n)) - 1
 
-    def examples(n) -> int:
-        return max(1, round(min(int(n), test) / factor)) if int(n) > 0 else 0
-
-    like = s.get("likelihood") or {}
+    out = []
     if like.get("ais"):
-        like["ais"]["betas"] = temperatures(like["ais"].get("betas", "sm2008"))
-    if like.get("raise"):
-        like["raise"]["examples"] = examples(like["raise"].get("examples", 1000))
+        out.append((like["ais"], "betas", steps(like["ais"].get("betas", "sm2008"))))
+    if like.get("raise") and int(like["raise"].get("runs") or 0) > 0:
+        out.append((like["raise"], "examples", min(int(like["raise"].get("examples", 1000)), test)))
         if like["raise"].get("betas") is not None:
-            like["raise"]["betas"] = temperatures(like["raise"]["betas"])
-    if s.get("decoder_ais"):
-        d = s["decoder_ais"]
-        d["temperatures"] = temperatures(d.get("temperatures", 10_000))
-        d["examples"] = examples(d.get("examples", 1000))
-        d["bdmc_examples"] = examples(d.get("bdmc_examples", 100))
+            out.append((like["raise"], "betas", steps(like["raise"]["betas"])))
+    if decoder:
+        out += [(decoder, "temperatures", steps(decoder.get("temperatures", 10_000))),
+                (decoder, "examples", min(int(decoder.get("examples", 1000)), test)),
+                (decoder, "bdmc_examples", int(decoder.get("bdmc_examples", 100) or 0))]
+    return out
+
+
+def shrunk_settings(settings: dict, factor: float, test: int) -> dict:
+    """The evaluation settings with every counted size (:func:`counted_sizes`) cut by ``factor``."""
+    s = copy.deepcopy(settings or {})
+    for where, key, units in counted_sizes(s, test):
+        cut = max(1, round(units / factor)) if units > 0 else 0
+        where[key] = cut + 1 if key in ("betas", "temperatures") else cut
     return s
+
+
+def shrink_factor(settings: dict, test: int, shrink: int) -> float:
+    """F: the test split cut to max(:data:`MIN_EXAMPLES`, N / ``shrink``) examples, and less where a counted size
+    is smaller than that cut (each keeps at least one unit, so its stage is scaled by its own ratio, ≈ F)."""
+    f = test / min(test, max(MIN_EXAMPLES, math.ceil(test / shrink)))
+    return max(1.0, min([f, *(units for _, _, units in counted_sizes(settings or {}, test) if units > 0)]))
 
 
 MIN_EXAMPLES = 100
@@ -327,7 +376,8 @@ def probe_evaluation(model, data: ProbeData, settings: dict, shrink: int = 100) 
     every counted size by the same factor; its stages scaled back up (module docstring). The sample figures are
     left out: a few seconds for most models, but an autoregressive model draws its 64 images pixel by pixel at full
     cost (minutes for MADE's 8,000-unit layers on a CPU), which no shrinking makes cheaper to probe."""
-    n = min(data.test, max(MIN_EXAMPLES, math.ceil(data.test / shrink)))
+    factor = shrink_factor(settings, data.test, shrink)
+    n = round(data.test / factor)
     factor = data.test / n
     small = shrunk_settings(settings, factor, data.test)
     with PeakMemory() as peak, timed_stages() as stages:

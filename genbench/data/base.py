@@ -129,14 +129,15 @@ def shuffled_loader(data: torch.Tensor, batch_size: int, transform=None) -> Data
 
 
 class ResidentBatches:
-    """The training split kept on the training device, its shuffled batches gathered there and ``transform``
+    """The training split on the training device for each epoch (one copy per epoch, released when the epoch's
+    iteration ends, so evaluation has the memory back), its shuffled batches gathered there and ``transform``
     (dynamic binarization, flips) applied there: no loader and no copy to the device per step, which bound small
     models on a GPU. Each epoch draws what :func:`shuffled_loader` draws from torch's RNG (its iterator's base
-    seed, then the permutation's seed), so on the CPU it yields the same batches, and ``transform`` draws from the
-    device's stream (seeded by the run's seed as well)."""
+    seed, then the permutation's seed), so the order of the batches is the loader's, and on the CPU the batches
+    themselves; on a GPU ``transform`` draws from the GPU's stream (seeded by the run's seed as well)."""
 
     def __init__(self, data: torch.Tensor, batch_size: int, transform=None, device: torch.device | str = "cpu"):
-        self.data, self.batch_size, self.transform = data.to(device), batch_size, transform
+        self.data, self.batch_size, self.transform, self.device = data, batch_size, transform, torch.device(device)
 
     def __len__(self) -> int:
         return -(-len(self.data) // self.batch_size)
@@ -144,9 +145,10 @@ class ResidentBatches:
     def __iter__(self):
         torch.empty((), dtype=torch.int64).random_()  # the base seed a DataLoader's iterator draws
         seed = int(torch.empty((), dtype=torch.int64).random_().item())
-        order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(seed)).to(self.data.device)
+        order = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(seed)).to(self.device)
+        data = self.data.to(self.device)  # 8-bit images stay uint8 on the device
         for index in order.split(self.batch_size):
-            x = self.data[index].float()  # 8-bit images stay uint8 on the device
+            x = data[index].float()
             yield self.transform(x) if self.transform is not None else x
 
 
@@ -255,7 +257,8 @@ class TensorDataModule(L.LightningDataModule):
         self.setup()  # the training transform is known only once the data is loaded
         data = self.split("train")
         device = resident_device(self.trainer, data) if self.resident is None else (
-            self.trainer.strategy.root_device if self.resident and self.trainer is not None else None)
+            self.trainer.strategy.root_device if self.resident and self.trainer is not None
+            and self.trainer.world_size == 1 else None)
         if device is not None:
             return ResidentBatches(data, self.batch_size, self.train_transform, device)
         return self._loader("train", True, self.batch_size, self.train_transform)

@@ -46,7 +46,7 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
         step = f"[{i + 1}/{len(planned)}] {p.run_id}"
         path = paths.results_dir("runs", name, scale, f"{p.run_id}.json")
         old, where = earlier_record(path, config, name, scale, p.run_id)
-        if _done(old, config):
+        if is_done(old, config):
             log(f"{step}: done before ({old['status']}{where})")
             records.append(old)
         elif (same := measured.copy(config, path, p.run_id, name)) is not None:
@@ -84,11 +84,11 @@ def earlier_record(path: Path, config: dict, table: str, scale: str, run_id: str
     """The record of this run in the results home, or else a current one in the reference results (what the
     project measured, committed); with a note saying where it came from."""
     old = read_record(path)
-    if _done(old, config):
+    if is_done(old, config):
         return old, ""
     ref_path = paths.reference_dir("runs", table, scale, f"{run_id}.json")
     ref = read_record(ref_path) if ref_path is not None else None
-    if _done(ref, config):
+    if is_done(ref, config):
         return from_reference(ref), f", reference record {ref_path}"
     return old, ""
 
@@ -109,15 +109,19 @@ class MeasuredRuns:
     def __init__(self):
         self._records: list[tuple[Path, Path, dict]] | None = None
 
-    def copy(self, config: dict, path: Path, run_id: str, table: str) -> dict | None:
-        """Another record of this exact config, saved as this run's with ``reused_record`` naming it; or None."""
+    def find(self, config: dict, path: Path) -> tuple[Path, Path, dict] | None:
+        """(root, file, record) of a finished record of this exact config other than ``path``; or None."""
         if self._records is None:
             roots = [r for r in (paths.results_dir("runs"), paths.reference_dir("runs")) if r is not None]
             found = ((root, f, read_record(f)) for root in roots for f in sorted(root.rglob("*.json")))
             self._records = [(root, f, r) for root, f, r in found
                              if r and r.get("status") == "finished" and not r.get("reused_record")]
-        source = next(((root, f, r) for root, f, r in self._records if f != path
-                       and r.get("config", {}).get("seed") == config["seed"] and is_current(r, config)), None)
+        return next(((root, f, r) for root, f, r in self._records if f != path
+                     and r.get("config", {}).get("seed") == config["seed"] and is_current(r, config)), None)
+
+    def copy(self, config: dict, path: Path, run_id: str, table: str) -> dict | None:
+        """Another record of this exact config, saved as this run's with ``reused_record`` naming it; or None."""
+        source = self.find(config, path)
         if source is None:
             return None
         root, found, rec = source
@@ -132,14 +136,15 @@ DONE = ("finished", "diverged")
 """Outcomes a rerun of the same config would repeat: not run again (a failed or interrupted run is)."""
 
 
-def _done(record: dict | None, config: dict) -> bool:
+def is_done(record: dict | None, config: dict) -> bool:
+    """A record of ``config`` whose outcome a rerun would repeat."""
     return bool(record) and record.get("status") in DONE and is_current(record, config)
 
 
 def _run_claimed(config: dict, path: Path, run_id: str, table: str, step: str, log, overwrite: bool = False) -> dict:
     """Run one claimed run, unless another process finished it between our first look and our claim."""
     old = read_record(path)
-    if _done(old, config):
+    if is_done(old, config):
         log(f"{step}: done meanwhile ({old['status']})")
         return old
     log(f"{step}: running")

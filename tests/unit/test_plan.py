@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from genbench.bench.plan import TablePlan, RunCost, cost_key, plan_table
-from genbench.bench.probe import shrunk_settings
+from genbench.bench.probe import shrink_factor, shrunk_settings
 from genbench.cli import main
+from genbench.core.paths import configs_dir
 from genbench.tables.runner import run_table
 
 RBM = ["model=rbm", "model.hidden=25", "trainer.max_epochs=2", "evaluation.likelihood.ais.betas=300",
@@ -61,6 +62,10 @@ def test_done_runs_and_kept_trainings_cost_nothing(table):
     kept = by_id["rbm--digits--s0"]  # its training was kept by the noisy row's run: only its evaluation is left
     assert kept.status == "training kept" and kept.train_s == 0 and kept.eval_s > 0
     assert by_id["rbm--digits--s1"].status == "to run" and by_id["rbm--digits--s1"].train_s > 0
+    copy = configs_dir() / "table" / "plan-test-copy.yaml"  # another table with the same runs: copied when run
+    copy.write_text((configs_dir() / "table" / "plan-test.yaml").read_text())
+    again = {r.run_id: r for r in plan_table("plan-test-copy", "smoke", log=lambda *_: None).runs}
+    assert again["rbm-noisy--digits--s0"].status == "done" and again["rbm-noisy--digits--s1"].status == "to run"
 
 
 def test_makespan_keeps_a_training_and_its_evaluations_on_one_worker():
@@ -87,6 +92,13 @@ def test_shrunk_evaluation_cuts_every_counted_size_by_one_factor():
     assert s["decoder_ais"] == {"temperatures": 101, "examples": 10, "bdmc_examples": 0, "chains": 16}
     assert settings["likelihood"]["ais"]["betas"] == "sm2008"  # the run's own settings are left as they were
     assert shrunk_settings(settings, 10, test=500)["likelihood"]["raise"]["examples"] == 50  # capped by the test split
+    assert shrink_factor(settings, 10_000, 100) == 100  # the test split to 100 examples
+    settings["likelihood"]["raise"]["examples"] = 40  # a size below the cut lowers the factor: none is cut to 0
+    assert shrink_factor(settings, 10_000, 100) == 40
+    settings["likelihood"]["raise"]["runs"] = 0  # RAISE off: its sizes count for nothing
+    assert shrink_factor(settings, 10_000, 100) == 100 and shrink_factor(settings, 50, 100) == 1
+    simulated = {"decoder_ais": {"temperatures": 1001, "examples": 1000, "bdmc_examples": 1000}}
+    assert shrunk_settings(simulated, 5, test=100)["decoder_ais"]["bdmc_examples"] == 200  # simulated: not capped
 
 
 def test_cli_plan_prints_each_run_and_the_totals(table, capsys, genbench_home):
@@ -104,6 +116,12 @@ def test_a_probe_counts_the_step_s_products_and_the_gpu_estimate_follows_them(ta
     from genbench.runs.config import compose
 
     probe, model, _ = probe_training(compose([*RBM, "data=digits"]))
+    limited, _, _ = probe_training(compose([*RBM, "data=digits", "+trainer.limit_train_batches=3"]))
+    assert limited.steps_per_epoch == 3 and probe.steps_per_epoch > 3  # the run's own limit is what it runs
+    assert probe.periodic_every == 0 and probe.periodic_s == 0
+    flow, _, _ = probe_training(compose(["model=realnvp", "data=gmm2d", "trainer.max_epochs=4",
+                                         "evaluation.every_n_epochs=2"]))
+    assert flow.periodic_every == 2 and flow.periodic_s > 0  # two validation NLLs in its four epochs
     batch, visible, hidden = 100, 64, 25
     assert probe.flops_per_step >= 3 * 2 * batch * visible * hidden  # positive phase, a Gibbs step, the gradient
     assert probe.ops_per_step > 10 and probe.steps == 2 * -(-model_train_size() // batch)

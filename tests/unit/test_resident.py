@@ -57,6 +57,6 @@ def test_a_non_cpu_device_keeps_the_split_resident_and_stays_device_clean():
         guard.checking = True  # a CPU tensor made in model code at any step would be caught
         model, dm = trained(None, "simulated", strategy="simulated", limit_train_batches=3)
         loader = dm.train_dataloader()
-        assert isinstance(loader, ResidentBatches) and loader.data.device == SIMULATED
+        assert isinstance(loader, ResidentBatches) and loader.device == SIMULATED
         assert next(iter(loader)).device == SIMULATED
     assert not guard.violations
