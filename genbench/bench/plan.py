@@ -1,7 +1,8 @@
 """``genbench table NAME --scale S --plan``: what a table's runs will cost on this machine, before any is trained.
 
-Every run of the plan is composed as ``genbench table`` would run it; runs already done (a current record here or
-in the reference results) and trainings already kept cost nothing, and runs that differ only in evaluation share
+Every run of the plan is composed as ``genbench table`` would run it; runs already done (a current record here,
+in the reference results, or of the same config elsewhere, which the table copies) and trainings already kept cost
+nothing, and runs that differ only in evaluation share
 one training, as they do when run. Each distinct training and each distinct evaluation is probed once on the
 current device (:mod:`.probe`), runs whose configs differ only in the value of a nonzero float (a learning rate, a
 noise level) sharing a probe: their arithmetic is the same. The total is given for one process and for
@@ -79,15 +80,11 @@ class TablePlan:
 def gpu_seconds(probe: TrainingProbe, eval_s: float, trains: bool) -> float:
     """A run on the reference GPU, estimated: the training's steps at :func:`.probe.gpu_step_seconds` (its
     set-up and per-epoch work as measured here), the evaluation sped up as much as a training step."""
-    speedup = probe.gpu_speedup() or 1.0
-    train = 0.0
-    if trains and probe.steps and probe.ops_per_step:
-        step = gpu_step_seconds(probe.flops_per_step, probe.ops_per_step)
-        train = probe.setup_s + probe.steps * step + probe.epochs * (
-            probe.epoch_overhead_s + probe.val_batches * probe.seconds_per_val_batch / speedup)
-    elif trains:
-        train = probe.seconds  # the step was not counted: as here
-    return train + eval_s / speedup
+    speedup = probe.gpu_speedup()
+    if speedup is None:  # nothing trains, or the step was not counted: as here
+        return (probe.seconds if trains else 0.0) + eval_s
+    step = gpu_step_seconds(probe.flops_per_step, probe.ops_per_step)
+    return (probe.projected(step, speedup) if trains else 0.0) + eval_s / speedup
 
 
 def cost_key(obj):
@@ -208,7 +205,7 @@ an RBM with AIS, and VAE/IWAE bounds, each a few minutes on a CPU."""
 @contextmanager
 def fresh_home():
     """An empty results home that reads no reference results (every planned run is run), the data where it was."""
-    saved = {k: os.environ.get(k) for k in ("GENBENCH_HOME", "GENBENCH_RESULTS", "GENBENCH_REFERENCE", "GENBENCH_DATA")}
+    saved = {k: os.environ.get(k) for k in paths.environment()}  # every variable that says where genbench reads
     data = str(paths.data_root().resolve())  # the data sets stay where they are
     with tempfile.TemporaryDirectory() as home:
         os.environ.update(GENBENCH_HOME=home, GENBENCH_RESULTS=os.path.join(home, "results"),

@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..core.devices import module_device
 from ..core.errors import DataUnavailableError
-from ..core.progress import timed_stages
+from ..core.progress import Stage, timed_stages
 from ..data import build_datamodule
 from ..data.base import TensorDataModule
 from ..evaluation import evaluate
@@ -214,7 +214,6 @@ class TrainingProbe:
     val_batches: int
     epochs: int
     peak_mib: float | None
-    real_data: bool
     periodic_s: float  # one periodic validation NLL (evaluation.every_n_epochs), all of them in the training
     periodic_every: int
     early_stopping: bool  # the run may stop before its epochs: the projection is an upper bound
@@ -223,9 +222,14 @@ class TrainingProbe:
 
     @property
     def seconds(self) -> float:
-        epoch = self.steps_per_epoch * self.seconds_per_step + self.val_batches * self.seconds_per_val_batch
+        return self.projected(self.seconds_per_step)
+
+    def projected(self, step_s: float, speedup: float = 1.0) -> float:
+        """The whole training with steps of ``step_s`` and its validation ``speedup`` times faster than here
+        (set-up and each epoch's checkpoint as measured)."""
+        epoch = self.steps_per_epoch * step_s + self.val_batches * self.seconds_per_val_batch / speedup
         periodic = self.epochs // self.periodic_every * self.periodic_s if self.periodic_every else 0.0
-        return self.setup_s + self.epochs * (epoch + self.epoch_overhead_s) + periodic
+        return self.setup_s + self.epochs * (epoch + self.epoch_overhead_s) + periodic / speedup
 
     @property
     def steps(self) -> int:
@@ -241,8 +245,9 @@ class TrainingProbe:
 def probe_training(config: dict, data: ProbeData | None = None, steps: int = 12,
                    val_batches: int = 1) -> tuple[TrainingProbe, L.LightningModule, ProbeData]:
     """Two epochs of ``steps`` batches (and, in the second, ``val_batches`` validation batches: MADE's 32-mask
-    ensemble of 8,000-unit layers takes a minute per batch on a CPU) of the run's training on this device; returns the rates, the model (trained those steps, on the device) and its data (``data``: the run's
-    data, loaded by an earlier probe; its loading is then not in the set-up time)."""
+    ensemble of 8,000-unit layers takes a minute per batch on a CPU) of the run's training on this device;
+    returns the rates, the model (trained those steps, on the device) and its data (``data``: the run's data,
+    loaded by an earlier probe; its loading is then not in the set-up time)."""
     began = time.perf_counter() - (data.load_s if data is not None else 0.0)
     with PeakMemory() as peak:
         if data is None:
@@ -276,7 +281,7 @@ def probe_training(config: dict, data: ProbeData | None = None, steps: int = 12,
         epoch_overhead_s=overhead, setup_s=(clock.epoch_starts[0] - began) if trains else 0.0,
         steps_per_epoch=limited(-(-data.train // batch), limits.get("limit_train_batches")) if trains else 0,
         val_batches=limited(-(-data.val // eval_batch), limits.get("limit_val_batches")) if has_val else 0,
-        epochs=epochs if trains else 0, peak_mib=peak.mib, real_data=data.real,
+        epochs=epochs if trains else 0, peak_mib=peak.mib,
         periodic_s=periodic_seconds(config, model, data) if every else 0.0, periodic_every=every,
         early_stopping=any(type(c).__name__ == "EarlyStopping" for c in trainer.callbacks),
         flops_per_step=counter.flops, ops_per_step=counter.ops)
@@ -305,8 +310,6 @@ def periodic_seconds(config: dict, model, data: ProbeData) -> float:
 @dataclass
 class EvaluationProbe:
     seconds: float  # projected for the run's sizes
-    measured_s: float  # what the shrunk evaluation took
-    factor: float  # F: the test split and every counted size were cut by it
     peak_mib: float | None
 
 
@@ -384,9 +387,12 @@ def probe_evaluation(model, data: ProbeData, settings: dict, shrink: int = 100) 
         began = time.perf_counter()
         evaluate(model, CutTest(data.module, n), small, figure_dir=None, split="test")
         measured = time.perf_counter() - began
-    staged = sum(s.seconds for s in stages)
-    projected = measured - staged + sum(s.seconds * factor ** s.dims for s in stages)
-    return EvaluationProbe(projected, measured, factor, peak.mib)
+    return EvaluationProbe(scaled_up(measured, stages, factor), peak.mib)
+
+
+def scaled_up(measured: float, stages: list[Stage], factor: float) -> float:
+    """A shrunk evaluation's seconds at full size: each stage × factor^dims, the rest as measured."""
+    return measured + sum(s.seconds * (factor ** s.dims - 1) for s in stages)
 
 
 class PeakMemory:

@@ -40,11 +40,3 @@ def full_precision(module, what: str) -> None:
                              f"trainer.precision=32, bf16-mixed or 16-mixed (mixed precision keeps float32 "
                              f"parameters), not bf16-true or 16-true, and evaluate outside torch.autocast.")
 
-
-def device_facts() -> dict[str, object]:
-    """The accelerator facts a run record keeps: CUDA's version and device name when a GPU is used."""
-    facts: dict[str, object] = {"cuda_version": torch.version.cuda, "cuda_available": torch.cuda.is_available()}
-    if facts["cuda_available"]:
-        facts["gpu"] = torch.cuda.get_device_name(0)
-        facts["gpu_count"] = torch.cuda.device_count()
-    return facts

@@ -127,6 +127,8 @@ def test_a_probe_counts_the_step_s_products_and_the_gpu_estimate_follows_them(ta
     assert probe.ops_per_step > 10 and probe.steps == 2 * -(-model_train_size() // batch)
     assert gpu_step_seconds(10**12, 1) == pytest.approx(1 / (67 * 0.3))  # compute-bound at 30% of 67 TFLOP/s
     assert gpu_step_seconds(1, 1000) == pytest.approx(5e-3)  # launch-bound: 1,000 kernels at 5 µs
+    faster = probe.projected(probe.seconds_per_step / 10, speedup=10)  # steps and validation 10× faster
+    assert faster < probe.seconds and probe.projected(probe.seconds_per_step) == probe.seconds
 
 
 def model_train_size() -> int:
@@ -144,3 +146,13 @@ def test_paper_costs_are_computed_and_written(tmp_path):
     assert "| ali-mode-coverage | 20 | 20 |" in text and "**estimate**" in text
     costs = json.loads((tmp_path / "paper-costs.json").read_text())["tables"][0]
     assert costs["cpu_wall_s"] < costs["cpu_s"] and costs["gpu_s"] > 0
+
+
+def test_a_shrunk_evaluation_is_scaled_up_stage_by_stage():
+    """F^dims for each stage that spans the cut sizes, the rest (checks, mode counts) as measured."""
+    from genbench.bench.probe import scaled_up
+    from genbench.core.progress import Stage
+
+    stages = [Stage("scores", 100, 1, 2.0), Stage("RAISE", 50, 2, 0.5), Stage("draws", 5, 0, 1.0)]
+    assert scaled_up(10.0, stages, 10.0) == pytest.approx(6.5 + 2.0 * 10 + 0.5 * 100 + 1.0)
+    assert scaled_up(10.0, stages, 1.0) == 10.0  # nothing cut: as measured
