@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from genbench.bench.gpu import FAMILIES, TINY, gpu_check, main
 from genbench.core.device_guard import SIMULATED, simulated_device
 from genbench.core.paths import results_dir
@@ -17,6 +19,7 @@ def test_gpu_check_in_cpu_mode_says_no_gpu_was_measured():
     assert "**No GPU was measured**" in report and all(f"| {family} |" in report for family in FAMILIES)
 
 
+@pytest.mark.slow  # 24 s; every model's device-cleanness is in make test already (test_device_guard.py)
 def test_every_family_agrees_with_the_cpu_on_the_simulated_device(tmp_path):
     """Every family's paper model takes steps on the (simulated) device with no device bug, and its scores there
     equal the CPU's within tolerance (exact numbers, bounds, AIS, mode counts)."""
