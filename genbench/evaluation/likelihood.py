@@ -24,6 +24,7 @@ mixture's entropy when the data module knows it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -77,6 +78,7 @@ class Prepared:
     settings: dict = field(default_factory=dict)
     records: list[Result] = field(default_factory=list)  # extra records (log Z, RAISE, AIS validation)
     interval_shift: tuple[float, float] | None = None  # NLL interval = mean NLL + shift (AIS's ±3σ on log Z)
+    shared_se: float = 0.0  # s.e. of a term every example shares (AIS's log Z): not removed by pairing examples
     companions: list[Companion] = field(default_factory=list)
 
 
@@ -198,7 +200,8 @@ def _energy(model, data, info, settings) -> Prepared:
     if len(draws) > 1:
         used = {**used, "parameter_noise": {**settings["parameter_noise"], "draws": len(draws),
                                             "average": "NLL averaged over noise draws"}}
-    prepared = Prepared(log_prob, kind, used)
+    shared_se = math.sqrt(sum(r.std_error ** 2 for r in ais_results)) / len(draws) if ais_results else 0.0
+    prepared = Prepared(log_prob, kind, used, shared_se=shared_se)
     lz_mean = sum(log_zs) / len(log_zs)
     if ais_results and len(draws) == 1:
         res = ais_results[0]
@@ -301,14 +304,16 @@ def likelihood_records(model, data: torch.Tensor, info: DataInfo, split: str = "
         common["settings"]["non_finite"] = int((~finite).sum())
     mean, se = mean_and_std_error(values)
     interval = None if prepared.interval_shift is None else (mean + prepared.interval_shift[0], mean + prepared.interval_shift[1])
-    records = [Result("nll", mean, "nats", std_error=se, interval=interval, **common)]
+    records = [Result("nll", mean, "nats", std_error=se, interval=interval, scores=values,
+                      shared_se=prepared.shared_se, **common)]
     if space.kind in ("binary", "discrete"):
         to_bits = lambda v: None if v is None else bits_per_dim(v, space.dim)  # noqa: E731
         records.append(Result("bits_per_dim", to_bits(mean), "bits/dim", std_error=to_bits(se),
-                              interval=None if interval is None else tuple(map(to_bits, interval)), **common))
+                              interval=None if interval is None else tuple(map(to_bits, interval)),
+                              scores=to_bits(values), shared_se=to_bits(prepared.shared_se), **common))
     for companion, v in zip(prepared.companions, others):
         c_mean, c_se = mean_and_std_error(v)
-        records.append(Result(companion.metric, c_mean, "nats", std_error=c_se, **{
+        records.append(Result(companion.metric, c_mean, "nats", std_error=c_se, scores=v, **{
             **common, "estimator": companion.kind, "settings": {**common["settings"], **companion.settings}}))
     for r in prepared.records:
         r.split, r.data = split, info.variant

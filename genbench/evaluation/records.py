@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -26,6 +26,11 @@ class Result:
     estimator runs); ``interval`` an explicit (low, high) interval when the
     estimator reports one (AIS's ±3σ).  ``n`` counts what the value averages
     over (test points, samples, runs).
+
+    ``scores``: the per-example values whose mean ``value`` is (a likelihood's), kept out of the record's JSON and
+    saved beside it (:mod:`genbench.runs.scores`), so that two models scored on the same examples can be compared
+    paired; ``shared_se``: the standard error of a term common to every example (AIS's log Z), which pairing over
+    examples cannot remove.
     """
 
     metric: str
@@ -38,6 +43,8 @@ class Result:
     split: str | None = None
     data: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    scores: Any = field(default=None, repr=False, compare=False)
+    shared_se: float = field(default=0.0, repr=False, compare=False)
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -55,7 +62,8 @@ class Result:
         return not math.isfinite(self.value) and not (self.settings.get("undefined") or self.settings.get("skipped"))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as JSON keeps it (without the per-example scores)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Result":

@@ -38,6 +38,7 @@ from .callbacks import (ConfigInCheckpoint, DivergenceGuard, RandomState, RankSt
                         non_finite_parameters, periodic)
 from .checkpoints import FINAL_CHECKPOINT, LAST_CHECKPOINT, save_atomic, trusted_checkpoint
 from .identity import config_hash, model_source, training_hash
+from .scores import save_scores
 from .store import git_commit, save_record
 
 
@@ -122,6 +123,8 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, t
                 record["status"], record["error"] = "failed", no_result_reason(model, info)
             elif broken := [r for r in results if r.unexplained_non_finite]:
                 record["status"], record["error"] = "diverged", non_finite_reason(broken)
+            if record["status"] == "finished":
+                keep_scores(record, record_path, results)
             for lg in loggers:
                 lg.log_metrics({f"test/{r.metric}": r.value for r in results if math.isfinite(r.value)})
     except RunPruned as e:
@@ -140,6 +143,16 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, t
         record["wall_time_s"] = round(time.perf_counter() - start, 3)
         record["record_path"] = str(save_record(record_path, record, overwrite=overwrite))
     return record
+
+
+def keep_scores(record: dict[str, Any], record_path: Path, results: list[Result]) -> None:
+    """Save the per-example scores beside the record; a failed write costs the paired comparisons, not the run."""
+    try:
+        if kept := save_scores(record_path, results, record["data"]):
+            record["scores"] = kept
+    except OSError as e:
+        record["scores_error"] = f"the per-example scores could not be written ({e}); paired comparisons skip this run"
+        print(f"genbench: run {record.get('run_id')}: {record['scores_error']}", file=sys.stderr)
 
 
 def non_finite_reason(broken: list[Result]) -> str:

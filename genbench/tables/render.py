@@ -15,6 +15,7 @@ from ..runs.store import git_commit, write_json_atomic, write_text_atomic
 from .aggregate import LOWER_IS_BETTER
 from .figures import cost_figure, curves_figure, summary_figure
 from .formatting import fmt
+from .paired import TIE_SE, Difference, difference, seed_scores
 
 
 def obtained_text(line: pd.Series) -> str:
@@ -93,9 +94,10 @@ def write_render(spec, scale, frame: pd.DataFrame, planned, records, name: str, 
     out = render_dir(name)
     written = {ext: out / f"{scale}.{ext}" for ext in ("md", "csv", "tex", "json")}
     counts = run_counts(records)
+    ranked = rankings(spec, frame, planned, records)
     before = _read_json(written["json"]).get("runs", {}).get("finished", 0)
     if before > counts.get("finished", 0) and not overwrite:
-        text = markdown(spec, scale, frame, planned, records, counts, out, [])
+        text = markdown(spec, scale, frame, planned, records, counts, out, [], ranked)
         log(f"kept {written['md']}: it has {before} finished runs, this render {counts.get('finished', 0)} "
             f"(pass --overwrite to replace it)")
         return Render(written, text, kept=True)
@@ -104,12 +106,13 @@ def write_render(spec, scale, frame: pd.DataFrame, planned, records, name: str, 
              for kind, draw in (("summary", summary_figure), ("curves", curves_figure), ("cost", cost_figure)))
     figs = [f for f in (draw(spec, frame, path, scale=scale) for draw, path in drawn) if f]
     figs += figures(name)
-    text = markdown(spec, scale, frame, planned, records, counts, out, figs)
+    text = markdown(spec, scale, frame, planned, records, counts, out, figs, ranked)
     write_text_atomic(written["csv"], frame.assign(scale=scale).to_csv(index=False))
     write_text_atomic(written["md"], text)
     write_text_atomic(written["tex"], latex(spec, scale, frame))
     write_json_atomic(written["json"], {"table": spec["name"], "scale": scale, "runs": counts,
-                                        "rendered": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit()})
+                                        "rendered": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit(),
+                                        "rankings": {key: r.to_dict() for key, r in ranked.items()}})
     written.update({("figure" if f.stem.endswith("_summary") else f"figure:{f.stem.split('_', 1)[-1]}"): f for f in figs})
     write_index()
     return Render(written, text)
@@ -139,7 +142,8 @@ def write_index() -> Path:
     return index
 
 
-def markdown(spec, scale, frame, planned, records, counts: dict[str, int], where: Path, figures: list[Path]) -> str:
+def markdown(spec, scale, frame, planned, records, counts: dict[str, int], where: Path, figures: list[Path],
+             ranked: dict[str, Ranking]) -> str:
     runs = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()) if k != "planned")
     lines = [f"# {spec.get('title', spec['name'])}", "", f"Table `{spec['name']}`, scale **{scale}** "
              f"({runs} of {counts['planned']} planned runs). " + (spec.get("description") or "").strip(), ""]
@@ -158,7 +162,7 @@ def markdown(spec, scale, frame, planned, records, counts: dict[str, int], where
                          f"{line['estimator'] if isinstance(line['estimator'], str) else ''} | {obtained_text(line)} | "
                          f"{published_text(line)} | {source} | "
                          f"{status_cell(line, scale, records_of.get((line['row'], key), 'the run records'))} |")
-        lines += ranking(spec, part) + [""]
+        lines += ranking_lines(ranked.get(key)) + [""]
     lines += [line for f in figures for line in (f"![{f.stem}]({relative(f, where)})", "")]
     samples = [(p.run_id, f) for p, r in zip(planned, records) if p.seed == planned[0].seed for f in r.get("figures", [])]
     if samples:
@@ -177,17 +181,67 @@ def markdown(spec, scale, frame, planned, records, counts: dict[str, int], where
     return "\n".join(lines) + "\n"
 
 
-def ranking(spec, part: pd.DataFrame) -> list[str]:
-    headline = next((m for m in spec["metrics"] if m in set(part["metric"]) and m in LOWER_IS_BETTER), None)
-    if headline is None:
+@dataclass
+class Ranking:
+    """A dataset section's rows ordered by the headline metric, each with its difference to the next row."""
+
+    metric: str
+    unit: str
+    lower_is_better: bool
+    rows: list[tuple[str, float, Difference | None]]
+    """(row, value, difference to the next row; None for the last row or when the two share no seed)."""
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "unit": self.unit, "lower_is_better": self.lower_is_better,
+                "rows": [{"rank": i, "row": row, "value": value, **difference_dict(d)}
+                         for i, (row, value, d) in enumerate(self.rows, 1)]}
+
+
+def difference_dict(d: Difference | None) -> dict:
+    if d is None:
+        return {}
+    return {"difference": d.value, "std_error": d.std_error, "paired": d.paired, "tie": d.tie, "how": d.how}
+
+
+def rankings(spec, frame: pd.DataFrame, planned, records) -> dict[str, Ranking]:
+    """Each dataset section's ranking by its headline metric (the first of the table's metrics that has a
+    direction), with the paired differences between adjacent rows (:mod:`.paired`)."""
+    out = {}
+    for key in frame["dataset"].drop_duplicates():
+        part = frame[frame["dataset"] == key]
+        metric = next((m for m in spec["metrics"] if m in set(part["metric"]) and m in LOWER_IS_BETTER), None)
+        ours = part[(part["metric"] == metric) & (part["n"] > 0)].drop_duplicates("row") if metric else part[:0]
+        if len(ours) < 2:
+            continue
+        lower = LOWER_IS_BETTER[metric]
+        ours = ours.sort_values("obtained", ascending=lower)
+        scores = {row: seed_scores([(p.seed, r) for p, r in zip(planned, records) if (p.row, p.dataset) == (row, key)],
+                                   metric) for row in ours["row"]}
+        rows = list(zip(ours["row"], ours["obtained"]))
+        out[key] = Ranking(metric, ours["unit"].iloc[0], lower, [
+            (row, float(value), difference(scores[row], scores[rows[i + 1][0]], lower) if i + 1 < len(rows) else None)
+            for i, (row, value) in enumerate(rows)])
+    return out
+
+
+def ranking_lines(ranking: Ranking | None) -> list[str]:
+    """The ranking as a Markdown table: each row's value and its difference to the next, with the s.e. of that
+    difference and whether it resolves the order."""
+    if ranking is None:
         return []
-    ours = part[(part["metric"] == headline) & (part["n"] > 0)].drop_duplicates("row")
-    if len(ours) < 2:
-        return []
-    ours = ours.sort_values("obtained", ascending=LOWER_IS_BETTER[headline])
-    unit = ours["unit"].iloc[0]
-    return ["", f"Ranking by {headline} ({unit}, {'lower' if LOWER_IS_BETTER[headline] else 'higher'} is better): "
-            + "; ".join(f"{i}. {r} ({fmt(v)})" for i, (r, v) in enumerate(zip(ours["row"], ours["obtained"]), 1))]
+    better = "lower" if ranking.lower_is_better else "higher"
+    lines = ["", f"Ranking by {ranking.metric} ({ranking.unit}, {better} is better), with the difference to the next "
+                 f"row and its standard error, paired over the same test examples (and seeds) where the runs kept "
+                 f"per-example scores; a difference under {TIE_SE:g} s.e. is an unresolved tie (≈):", "",
+             "| rank | model | " + ranking.metric + " | better than the next by | s.e. | order | how |",
+             "|---|---|---|---|---|---|---|"]
+    for i, (row, value, d) in enumerate(ranking.rows, 1):
+        if d is None:
+            cells = ["", "", "", "" if i == len(ranking.rows) else "no common seed"]
+        else:
+            cells = [fmt(d.value), fmt(d.std_error), "≈ unresolved tie" if d.tie else "resolved", d.how]
+        lines.append(f"| {i} | {row} | {fmt(value)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def relative(path: Path, start: Path) -> str:

@@ -94,12 +94,13 @@ def earlier_record(path: Path, config: dict, table: str, scale: str, run_id: str
 
 
 def from_reference(record: dict) -> dict:
-    """A reference record whose figure and checkpoint paths name the files from here (they are kept relative to
+    """A reference record whose figure, checkpoint and scores paths name the files from here (they are kept relative to
     the checkout that holds the reference)."""
     base = paths.reference_root().resolve().parent
-    checkpoint = record.get("checkpoint")
+    checkpoint, scores = record.get("checkpoint"), record.get("scores")
     return {**record, "figures": [str(paths.located(f, base)) for f in record.get("figures", [])],
-            "checkpoint": str(paths.located(checkpoint, base)) if checkpoint else checkpoint}
+            "checkpoint": str(paths.located(checkpoint, base)) if checkpoint else checkpoint,
+            **({"scores": {**scores, "file": str(paths.located(scores["file"], base))}} if scores else {})}
 
 
 class MeasuredRuns:
