@@ -16,7 +16,7 @@ LAYERS = (
     ("evaluation",),                             # evaluators: (model, data) -> result records
     ("runs",),                                   # one run: config, identity, training, records
     ("tables",),                                 # a paper's comparison: runs aggregated, rendered
-    ("sweeps", "launchers", "readme"),           # many runs: sweeps, workers, the README's numbers
+    ("sweeps", "launchers", "readme", "report"), # many runs, the README's numbers, the results site
     ("bench",),                                  # speed
     ("cli",),                                    # the command
 )

@@ -112,10 +112,19 @@ def write_render(spec, scale, frame: pd.DataFrame, planned, records, name: str, 
     write_text_atomic(written["tex"], latex(spec, scale, frame))
     write_json_atomic(written["json"], {"table": spec["name"], "scale": scale, "runs": counts,
                                         "rendered": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_commit": git_commit(),
-                                        "rankings": {key: r.to_dict() for key, r in ranked.items()}})
+                                        "rankings": {key: r.to_dict() for key, r in ranked.items()},
+                                        "records": record_index(planned, records),
+                                        "figures": [relative(f, out) for f in figs]})
     written.update({("figure" if f.stem.endswith("_summary") else f"figure:{f.stem.split('_', 1)[-1]}"): f for f in figs})
     write_index()
     return Render(written, text)
+
+
+def record_index(planned, records) -> list[dict]:
+    """Which run record holds each (row, dataset, seed) of the render (``runs/TABLE/SCALE/RUN_ID.json``), and its
+    model: what the results site links each row to."""
+    return [{"row": p.row, "dataset": p.dataset, "seed": p.seed, "run_id": p.run_id, "status": r.get("status"),
+             "model": ((r.get("config") or {}).get("model") or {}).get("name")} for p, r in zip(planned, records)]
 
 
 def _read_json(path: Path) -> dict:
