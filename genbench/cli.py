@@ -4,8 +4,9 @@
     genbench evaluate CHECKPOINT [--split test]             re-evaluate a saved model
     genbench table NAME [--scale smoke|cpu|paper] [--render-only] [--rows TEXT] [--seeds 0,1]   run a table's missing runs, write it
                  [--launcher local|submitit_local|slurm|ray --workers N]   ... on N worker processes, SLURM jobs or Ray tasks
+                 [--logger csv|wandb]                       ... wandb: runs grouped TABLE/SCALE, the render logged as a W&B table
                  [--plan]                                   ... or only project each run's time and memory on this device
-    genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [KEY=VALUE ...]
+    genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [--logger csv|wandb] [KEY=VALUE ...]
     genbench list [models|capabilities|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
     genbench sweep NAME [--count N] [--backend wandb|optuna] [--storage URL] [--summary]
@@ -48,6 +49,9 @@ from .runs.store import read_record
 from .tables.spec import check_selection, load_table, plan, table_names
 
 USAGE = __doc__
+
+LOGGERS = ("csv", "wandb")
+"""``--logger`` of ``table`` and ``compare``: the ``logger=`` option of every run (configs/logger/)."""
 
 WRITES = ("train", "evaluate", "table", "compare", "demo", "sweep")
 """Commands that write under the results home: it is checked before any work."""
@@ -198,6 +202,10 @@ def cmd_table(args: list[str]) -> int:
     p.add_argument("--plan", action="store_true", help="train nothing: probe each distinct run for a few steps on "
                                                        "this device and print its projected time and peak memory, "
                                                        "and the total alone and on --workers N")
+    p.add_argument("--logger", choices=LOGGERS, default=None,
+                   help="csv (results/logs/; the default, configs/train.yaml's) or wandb (also W&B, offline without a "
+                        "key: the runs grouped TABLE/SCALE, the render logged as a W&B table with its figures); done "
+                        "runs are not rerun for it")
     a = p.parse_args(args)
     if a.plan:
         spec = load_table(a.name)
@@ -207,7 +215,7 @@ def cmd_table(args: list[str]) -> int:
         print(render_plan(plan_table(a.name, a.scale, a.workers, a.launcher, a.rows, a.seeds), a.workers, a.launcher))
         return 0
     _run_table(a.name, a.scale, render_only=a.render_only, rows=a.rows, seeds=a.seeds, overwrite=a.overwrite,
-               launcher=a.launcher, workers=a.workers)
+               launcher=a.launcher, workers=a.workers, logger=a.logger)
     return 0
 
 
@@ -245,10 +253,13 @@ def cmd_compare(args: list[str]) -> int:
     """A user's model under a table's data, evaluators and seeds, ranked among the table's rows."""
     keyed = dict(a.split("=", 1) for a in args if "=" in a and a.split("=", 1)[0] in ("model", "table"))
     scale = args[args.index("--scale") + 1] if "--scale" in args[:-1] else "smoke"
+    logger = args[args.index("--logger") + 1] if "--logger" in args[:-1] else None
     extra = [a for a in args if "=" in a and a.split("=", 1)[0] not in ("model", "table")]
     if "model" not in keyed or "table" not in keyed:
         raise CLIError("usage: genbench compare model=NAME|module:Class|file.py:Class table=NAME [--scale smoke|cpu|"
-                       "paper] [KEY=VALUE ...]")
+                       "paper] [--logger csv|wandb] [KEY=VALUE ...]")
+    if logger not in (None, *LOGGERS):
+        raise CLIError(f"unknown --logger {logger!r}{closest(logger, LOGGERS)}; valid: {', '.join(LOGGERS)}")
     row = compared_row(keyed["model"], extra)
     spec = load_table(keyed["table"])
     spec["models"] = [*spec["models"], row]
@@ -256,7 +267,7 @@ def cmd_compare(args: list[str]) -> int:
         if p.key == row["id"]:
             compose(p.overrides)
     written = _run_table(keyed["table"], scale, extra_rows=[row],
-                         output_name=f"{keyed['table']}--compare-{slug(keyed['model'])}")
+                         output_name=f"{keyed['table']}--compare-{slug(keyed['model'])}", logger=logger)
     ours = [r for p, r in written.runs if p.key == row["id"]]
     if ours and not any(r.get("status") == "finished" for r in ours):
         errors = sorted({(r.get("error") or r.get("status", "")).splitlines()[0] for r in ours})

@@ -31,19 +31,22 @@ LAUNCHERS = ("local", "submitit_local", "slurm", "ray")
 
 
 def launch_table(name: str, scale: str, launcher: str = "local", workers: int = 1, log=print, render_only: bool = False,
-                 rows: str | None = None, seeds: list[int] | None = None, overwrite: bool = False) -> Render:
-    """Run the table's missing runs on ``workers`` workers of ``launcher``, then write its render."""
+                 rows: str | None = None, seeds: list[int] | None = None, overwrite: bool = False,
+                 logger: str | None = None) -> Render:
+    """Run the table's missing runs on ``workers`` workers of ``launcher``, then write its render (``logger``: the
+    runs' ``logger=``, given to every worker; :func:`genbench.tables.run_table`)."""
     if launcher not in LAUNCHERS:
         raise ConfigError(f"unknown launcher {launcher!r}; valid: {', '.join(LAUNCHERS)} (settings in configs/launcher/)")
     if (launcher == "local" and workers == 1) or render_only:
-        return run_table(name, scale, log=log, render_only=render_only, rows=rows, seeds=seeds, overwrite=overwrite)
+        return run_table(name, scale, log=log, render_only=render_only, rows=rows, seeds=seeds, overwrite=overwrite,
+                         logger=logger)
     plan(load_table(name), scale)  # a bad table or scale fails here, not in every worker
-    picked = {"rows": rows, "seeds": seeds}
+    picked = {"rows": rows, "seeds": seeds, "logger": logger}
     run_workers = {"local": forked_workers, "ray": ray_workers}.get(launcher, submitit_workers)
     for worker, error in run_workers(launcher, name, scale, workers, picked, log):
         # a worker's failure (killed, out of memory) leaves its run for the next launch
         log(f"worker {worker} failed: {(str(error).strip().splitlines() or [type(error).__name__])[-1][:300]}")
-    return run_table(name, scale, log=log, render_only=True, overwrite=overwrite)
+    return run_table(name, scale, log=log, render_only=True, overwrite=overwrite, logger=logger)
 
 
 def forked_workers(launcher: str, name: str, scale: str, workers: int, picked: dict[str, Any], log):

@@ -6,7 +6,10 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from ..core import paths
+from ..loggers import log_table
 from ..runs.execute import claim_run, results_of, train_and_evaluate
 from ..runs.identity import is_current
 from ..runs.store import read_record, save_record
@@ -20,7 +23,7 @@ MISSING = {"status": "missing", "error": "not run yet"}
 
 def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = None, output_name: str | None = None,
               log=print, render_only: bool = False, rows: str | None = None, seeds: list[int] | None = None,
-              overwrite: bool = False, render: bool = True) -> Render | None:
+              overwrite: bool = False, render: bool = True, logger: str | None = None) -> Render | None:
     """Run the table's missing runs, then write its render of this scale; returns what was written.
 
     ``render_only``: run nothing, write the table from the records there are (missing runs show as such);
@@ -30,7 +33,9 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
 
     Several processes (or machines sharing the results folder) may run one table at once: each run is claimed
     by one of them; the others skip it, run the rest, then wait for it and read its record. ``render=False``
-    (a launcher's worker, :mod:`genbench.launchers`) runs and writes nothing else.
+    (a launcher's worker, :mod:`genbench.launchers`) runs and writes nothing else. ``logger``: the runs'
+    ``logger=`` option (volatile: no done run is rerun for it); with ``wandb`` the runs' W&B group is
+    ``NAME/SCALE`` and a written render is logged to W&B too (:func:`log_render`).
     """
     spec = load_table(name)
     if extra_rows:
@@ -41,7 +46,8 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
     records: list[dict] = []
     claimed_elsewhere = []
     measured = MeasuredRuns()
-    configs = [compose(p.overrides) for p in planned]  # a bad override stops the table before any run, not midway
+    extra = logger_overrides(name, scale, logger)
+    configs = [compose([*p.overrides, *extra]) for p in planned]  # a bad override stops the table before any run
     for i, (p, config) in enumerate(zip(planned, configs)):
         step = f"[{i + 1}/{len(planned)}] {p.run_id}"
         path = paths.results_dir("runs", name, scale, f"{p.run_id}.json")
@@ -77,7 +83,34 @@ def run_table(name: str, scale: str = "smoke", extra_rows: list[dict] | None = N
     written = write_render(spec, scale, frame, planned, records, output_name or name, overwrite=overwrite, log=log,
                            figures=lambda out: table_figures(spec, scale, planned, records, out))
     written.runs = list(zip(planned, records))
+    if logger == "wandb" and configs and not written.kept:
+        log_render(configs[0]["logger"], f"{output_name or name}--{scale}", frame, written, log)
     return written
+
+
+def logger_overrides(name: str, scale: str, logger: str | None) -> list[str]:
+    """The overrides ``--logger`` adds to each run: ``logger=LOGGER``, and for W&B the group ``NAME/SCALE``."""
+    if logger is None:
+        return []
+    return [f"logger={logger}", *([f"logger.group={name}/{scale}"] if logger == "wandb" else [])]
+
+
+WANDB_COLUMNS = {"row": "model", "dataset": "dataset", "variant": "variant", "metric": "metric", "unit": "unit",
+                 "estimator": "estimator", "obtained": "obtained", "obtained_low": "low", "obtained_high": "high",
+                 "obtained_se": "std_error", "obtained_std": "seed_std", "n": "seeds", "status": "run_status",
+                 "published": "published", "published_status": "published_status", "source": "source"}
+"""The render frame's columns a W&B table shows, and their names there (``gap`` is added: obtained − published)."""
+
+
+def log_render(opts: dict, run_name: str, frame: pd.DataFrame, written: Render, log) -> None:
+    """The render as one W&B run of the table's group: its lines as a table, its figures as images."""
+    view = frame[list(WANDB_COLUMNS)].rename(columns=WANDB_COLUMNS)
+    gap = pd.to_numeric(frame["obtained"], errors="coerce") - pd.to_numeric(frame["published"], errors="coerce")
+    view.insert(view.columns.get_loc("published_status") + 1, "gap", gap)
+    figures = {key.partition(":")[2] or "summary": f for key, f in written.paths.items()
+               if key.startswith("figure") and f.suffix.lower() in (".png", ".jpg", ".jpeg")}
+    run_id = log_table(opts, run_name, view, figures)
+    log(f"W&B: the render and {len(figures)} figure(s) logged as run {run_name} ({run_id}) in group {opts.get('group')}")
 
 
 def earlier_record(path: Path, config: dict, table: str, scale: str, run_id: str) -> tuple[dict | None, str]:
