@@ -53,3 +53,4 @@ if (form && rowsTable) {
   form.addEventListener("change", () => applyFilters(form, rowsTable));
   applyFilters(form, rowsTable);
 }
+document.documentElement.dataset.site = "ready";
