@@ -9,10 +9,10 @@ SHARED ?= ../shared/data
 SCALE  ?= smoke
 TABLES := $(sort $(basename $(notdir $(wildcard configs/table/*.yaml))))
 
-.PHONY: setup demo test test-slow bench bench-cli gpu-check paper-costs tables-smoke tables-paper reference-renders readme data-link clean help $(addprefix table-,$(TABLES))
+.PHONY: setup demo test test-slow test-browser browser-setup report bench bench-cli gpu-check paper-costs tables-smoke tables-paper reference-renders readme data-link clean help $(addprefix table-,$(TABLES))
 
 help:
-	@echo "make demo | test | test-slow | bench | bench-cli | gpu-check | paper-costs | tables-smoke | tables-paper | table-NAME [SCALE=smoke|cpu|paper] | reference-renders | readme | data-link | clean"
+	@echo "make demo | test | test-slow | test-browser | report | bench | bench-cli | gpu-check | paper-costs | tables-smoke | tables-paper | table-NAME [SCALE=smoke|cpu|paper] | reference-renders | readme | data-link | clean"
 	@echo "tables: $(TABLES)"
 
 setup: $(STAMP)
@@ -31,6 +31,27 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# the results site: results/site/index.html from every table render there is (yours, else the project's reference)
+report: $(STAMP)
+	$(BIN)/genbench report
+
+# Debian's chromium and Playwright (the browser extra) for the site's browser tests; Playwright's own browser
+# download is never used (it needs the network): the tests drive the system's chromium
+BROWSER_STAMP := $(VENV)/.browser
+browser-setup: $(BROWSER_STAMP)
+	@command -v chromium > /dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium > /dev/null; }
+
+$(BROWSER_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster,browser]'
+	touch $@
+
+# the site in a real browser (tests/browser/): every page clean, sorting, filters, legend; screenshots kept in
+# results/site/screenshots/
+test-browser: browser-setup
+	GENBENCH_KEEP_SCREENSHOTS=$(CURDIR)/results/site/screenshots $(BIN)/python -m pytest -q -m browser tests/browser
 
 # speed against peers and the arithmetic floor (RBM vs scikit-learn, AIS and IWAE bounds vs bare matmul loops, a training
 # step per family under Lightning vs a bare loop vs its products, flows vs zuko and normflows, a table on 2 workers)

@@ -7,6 +7,7 @@
                  [--logger csv|wandb]                       ... wandb: runs grouped TABLE/SCALE, the render logged as a W&B table
                  [--plan]                                   ... or only project each run's time and memory on this device
     genbench compare model=NAME|module:Class table=NAME [--scale smoke|cpu|paper] [--logger csv|wandb] [KEY=VALUE ...]
+    genbench report [--out DIR] [--check] [--screenshots]   the results site (results/site/index.html), from every render
     genbench list [models|capabilities|data|tables|published|experiments]
     genbench demo                                           every model on digits and the 2D mixtures (smoke)
     genbench sweep NAME [--count N] [--backend wandb|optuna] [--storage URL] [--summary]
@@ -53,7 +54,7 @@ USAGE = __doc__
 LOGGERS = ("csv", "wandb")
 """``--logger`` of ``table`` and ``compare``: the ``logger=`` option of every run (configs/logger/)."""
 
-WRITES = ("train", "evaluate", "table", "compare", "demo", "sweep")
+WRITES = ("train", "evaluate", "table", "compare", "demo", "sweep", "report")
 """Commands that write under the results home: it is checked before any work."""
 
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "table": cmd_table, "compare": cmd_compare,
-                "list": cmd_list, "demo": cmd_demo, "sweep": cmd_sweep}
+                "list": cmd_list, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report}
     if command not in commands:
         print(f"genbench: unknown command {command!r}{closest(command, commands)}; valid: {', '.join(commands)} "
               f"(genbench --help)", file=sys.stderr)
@@ -298,6 +299,36 @@ def compared_row(model: str, extra: list[str]) -> dict:
 
 def cmd_demo(args: list[str]) -> int:
     _run_table("demo", "smoke")
+    return 0
+
+
+def cmd_report(args: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="genbench report", description="Write the results site: static HTML built from "
+                                "every table render, its run records and the bench results; opens from disk.")
+    p.add_argument("--out", type=Path, default=None, help="the site's folder (default results/site/)")
+    p.add_argument("--check", action="store_true", help="open every page in the system chromium and list console "
+                                                        "errors, broken links and images (needs the browser extra)")
+    p.add_argument("--screenshots", action="store_true", help="save screenshots of the index and the first table "
+                                                              "page under the site's screenshots/ (browser extra)")
+    a = p.parse_args(args)
+    from .report import build_site
+
+    site = build_site(a.out)
+    print(f"written: {site.index} ({len(site.pages)} pages: the index, the bench page, {site.renders} table renders, "
+          f"{site.runs} run records)")
+    if a.check or a.screenshots:
+        from .report.browser import browser_page, check_page, screenshot
+
+        with browser_page() as page:
+            problems = [x for path in site.pages for x in check_page(page, path)] if a.check else []
+            if a.screenshots:
+                table = next((f for f in site.pages if "/tables/" in str(f)), site.index)
+                for name, path in (("index", site.index), ("table", table)):
+                    print("screenshot:", screenshot(page, path, site.root / "screenshots" / f"{name}.png"))
+        if problems:
+            raise GenbenchError(f"{len(problems)} problems in the site: " + "; ".join(problems[:10]))
+        if a.check:
+            print(f"checked {len(site.pages)} pages in {site.root}: no console error, broken link or image")
     return 0
 
 

@@ -207,5 +207,5 @@ def headline(render: TableRender) -> str:
         parts.append(f"best by {ranking['metric']}: {best['row']} ({fmt(best['value'])} {ranking['unit']})")
     lines = [r for r in rows(render) if r["gap_better"] is not None and r["n"] > 0]
     if lines:
-        parts.append(f"{sum(r['gap_better'] for r in lines)} of {len(lines)} rows with a published number beat it")
+        parts.append(f"{sum(r['gap_better'] for r in lines)} of {len(lines)} numbers beside a published one beat it")
     return "; ".join(parts) or "no ranked metric"
