@@ -140,7 +140,7 @@ def read_json(path: Path) -> dict:
 
 def family(model: str | None) -> str:
     if model is None:
-        return "published only"
+        return "unknown (no run record)"
     module = MODELS.get(model, "").split(":")[0].rsplit(".", 1)[-1]
     return FAMILIES.get(module, "your model" if model == "custom" else model)
 

@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from ..core import paths
 from ..runs.store import write_text_atomic
+from ..tables import table_names
 from .collect import (Run, TableRender, headline, machine_text, provenance, renders, rows, sources, sources_of)
 
 ESTIMATOR_LEGEND = {
@@ -165,5 +166,6 @@ class PageWriter:
                     "renders": rs, "headline": headline(rs[-1])} for name, rs in sorted(tables.items())]
         compares = [r for r in found if r.compare]
         runs = [run for r in found for _, run in r.runs if run is not None]
+        unrendered = [name for name in table_names() if name not in tables]
         self.write("index.html", "index.html.j2", entries=entries, compares=compares, provenance=provenance(runs),
-                   title="genbench results")
+                   unrendered=unrendered, title="genbench results")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import textwrap
 
 import pandas as pd
 import pytest
@@ -14,23 +13,10 @@ import pytest
 from genbench.report import build_site
 from genbench.report.browser import browser_page, check_page, screenshot
 from helpers import REPO
+from helpers.tables import tiny_table
 
 pytestmark = pytest.mark.browser
 
-TINY = """
-title: tiny
-datasets:
-  digits: {label: digits, overrides: [data=digits]}
-models:
-  - label: independent Bernoulli
-    overrides: [model=independent_bernoulli, trainer.max_epochs=1]
-  - label: MoB (K=3)
-    overrides: [model=mixture_of_bernoullis, model.components=3, trainer.max_epochs=3]
-    published: {digits: [sm08-mob-10]}
-metrics: [nll, bits_per_dim]
-scales:
-  smoke: {seeds: [0, 1]}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +27,7 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("site")
     configs = tmp / "configs"
     shutil.copytree(REPO / "configs", configs)
-    (configs / "table" / "tiny.yaml").write_text(textwrap.dedent(TINY))
+    (configs / "table" / "tiny.yaml").write_text(tiny_table())
     env = {"GENBENCH_HOME": str(tmp / "home"), "GENBENCH_REFERENCE": str(REPO / "reference"),
            "GENBENCH_CONFIGS": str(configs), "WANDB_MODE": "offline", "CI": "1"}
     with pytest.MonkeyPatch.context() as mp:

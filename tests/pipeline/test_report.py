@@ -4,7 +4,6 @@ tests in tests/browser/ check the same pages in chromium)."""
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -12,20 +11,8 @@ import pandas as pd
 
 from genbench.cli import main
 from genbench.core.paths import results_dir
+from helpers.tables import tiny_table
 
-TINY = """
-title: tiny
-datasets:
-  digits: {label: digits, overrides: [data=digits]}
-models:
-  - label: independent Bernoulli
-    overrides: [model=independent_bernoulli, trainer.max_epochs=1]
-  - label: MoB (K=3)
-    overrides: [model=mixture_of_bernoullis, model.components=3, trainer.max_epochs=3]
-metrics: [nll]
-scales:
-  smoke: {seeds: [0]}
-"""
 
 LINK = re.compile(r'(?:href|src)="([^"#]+)')
 
@@ -35,7 +22,7 @@ def local_targets(page: Path) -> list[str]:
 
 
 def test_report_writes_a_self_contained_site_from_the_renders(configs_copy, capsys):
-    (configs_copy / "table" / "tiny.yaml").write_text(textwrap.dedent(TINY))
+    (configs_copy / "table" / "tiny.yaml").write_text(tiny_table(seeds=(0,)))
     assert main(["table", "tiny"]) == 0
     assert main(["report"]) == 0
     site = results_dir("site")

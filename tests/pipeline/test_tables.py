@@ -14,6 +14,7 @@ from genbench.core.paths import configs_dir, results_dir
 from genbench.runs.identity import config_hash, is_current
 from genbench.tables import runner
 from helpers import REPO
+from helpers.tables import tiny_table
 
 HQ_ANALYTIC = 100 * (1 - math.exp(-4.5))  # % of a 2D isotropic Gaussian within 3 standard deviations: 98.889
 
@@ -42,20 +43,7 @@ def test_gmm_baselines_smoke_meets_the_planted_answers():
     assert "gmm2d/grid25" in md and "exact" in md and "nats" in md
 
 
-TINY = """
-title: tiny
-datasets:
-  digits: {label: digits, overrides: [data=digits]}
-models:
-  - label: independent Bernoulli
-    overrides: [model=independent_bernoulli, trainer.max_epochs=1]
-  - label: MoB (K=3)
-    overrides: [model=mixture_of_bernoullis, model.components=3, trainer.max_epochs=3]
-    published: {digits: [sm08-mob-10]}
-metrics: [nll, bits_per_dim]
-scales:
-  smoke: {seeds: [0, 1]}
-"""
+TINY = tiny_table()
 
 
 @pytest.fixture

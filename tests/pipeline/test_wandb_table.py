@@ -10,25 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.tables import records_of
+from helpers.tables import records_of, tiny_table
 
 from genbench.cli import main
 from genbench.core.paths import results_dir
 
-TINY = """
-title: tiny W&B table
-datasets:
-  digits: {label: digits, overrides: [data=digits]}
-models:
-  - label: independent Bernoulli
-    overrides: [model=independent_bernoulli, trainer.max_epochs=1]
-  - label: MoB (K=3)
-    overrides: [model=mixture_of_bernoullis, model.components=3, trainer.max_epochs=1]
-    published: {digits: [sm08-mob-10]}
-metrics: [nll, bits_per_dim]
-scales:
-  smoke: {seeds: [0]}
-"""
 
 COLUMNS = ["model", "dataset", "variant", "metric", "unit", "estimator", "obtained", "low", "high", "std_error",
            "seed_std", "seeds", "run_status", "published", "published_status", "gap", "source"]
@@ -88,7 +74,7 @@ def offline_runs() -> dict[str, OfflineRun]:
 
 @pytest.fixture
 def tiny(configs_copy):
-    (configs_copy / "table" / "wbtiny.yaml").write_text(TINY)
+    (configs_copy / "table" / "wbtiny.yaml").write_text(tiny_table(seeds=(0,), mob_epochs=1))
     return "wbtiny"
 
 
