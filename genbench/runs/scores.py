@@ -46,7 +46,7 @@ def save_scores(record_path: Path, results, data: dict[str, Any]) -> dict[str, A
 
 
 def examples_key(result, data: dict[str, Any]) -> dict[str, Any]:
-    """What two runs must share for their scores to be paired example by example."""
+    """Which examples a run scored (and with which dequantization noise): what pairing two runs checks."""
     return {"variant": data.get("variant"), "checksum": data.get("checksum"), "split": result.split, "n": result.n,
             "dequantization": result.settings.get("dequantization")}
 

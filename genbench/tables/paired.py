@@ -4,7 +4,7 @@ Two models scored on the same test examples share most of each example's score, 
 difference, computed from per-example differences, is far smaller than their separate standard errors combined.
 For two rows A (ranked above) and B (next), on the seeds both finished:
 
-* **paired** (both kept per-example scores of the same examples, :mod:`genbench.runs.scores`): per seed
+* **paired** (both kept per-example scores of the same examples, :mod:`genbench.runs.scores`, :func:`same_examples`): per seed
   d_s = mean_i (B_si − A_si), oriented so that d > 0 means A is better; the difference is the mean of d_s. With one
   seed its s.e. is sd_i(B_i − A_i)/√n; with S seeds, s.e.² = var_s(d_s)/S (training randomness, paired by seed)
   + var_i(ē_i)/n (the test set, paired by example on ē_i = mean_s(B_si − A_si)). A term every example shares
@@ -111,6 +111,14 @@ def unpaired_reason(pairs: list[tuple[SeedScore, SeedScore]]) -> str:
     """Why two rows' seeds cannot be paired example by example ('' when they can)."""
     if any(a.scores is None or b.scores is None for a, b in pairs):
         return "per-example scores not saved"
-    if any(a.examples != b.examples or len(a.scores) != len(b.scores) for a, b in pairs):
+    if any(same_examples(a.examples) != same_examples(b.examples) or len(a.scores) != len(b.scores) for a, b in pairs):
         return "scored on different examples"
     return ""
+
+
+def same_examples(examples: dict | None) -> tuple:
+    """What identifies the examples two runs scored: data variant, checksum, split and count. Dequantization noise is
+    not part of it: a dequantized density's score of x + u bounds the NLL of the same example x, and the noise only
+    widens the per-example differences, which the paired s.e. measures."""
+    e = examples or {}
+    return e.get("variant"), e.get("checksum"), e.get("split"), e.get("n")

@@ -78,8 +78,10 @@ def test_direction_seeds_examples_and_shared_terms():
     a, b = shared_noise_case(rng, gap=-1.0)  # B's NLL lower: for a higher-is-better metric A is ahead by 1
     assert difference(row(a), row(b), lower_is_better=False).value == pytest.approx(1.0, abs=0.1)
     assert difference(row(a), row(b), lower_is_better=True).value == pytest.approx(-1.0, abs=0.1)
-    other = {**EXAMPLES, "dequantization": "uniform, 1 draw, seed 1"}
+    other = {**EXAMPLES, "checksum": "another test split"}
     assert "different examples" in difference(row(a), row(b, examples=other), True).how
+    noisy = {**EXAMPLES, "dequantization": "uniform, 1 draw, seed 0"}  # x + u scores the same examples x
+    assert difference(row(a), row(b, examples=noisy), True).paired
     assert difference(row(a), row({7: b[0]}), True) is None  # no seed in common: no comparison
     plain = difference(row(a), row(b), True).std_error
     with_log_z = difference(row(a, shared_se=0.5), row(b, shared_se=0.5), True).std_error
