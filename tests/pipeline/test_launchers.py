@@ -32,8 +32,9 @@ def numbers(render) -> pd.Series:
     return frame[frame["metric"] == "nll"].set_index("row")[["obtained", "obtained_std", "n"]].iloc[0]
 
 
-@pytest.mark.parametrize("launcher", ["local", "submitit_local",
-                                      pytest.param("ray", marks=pytest.mark.slow)])  # Ray's start-up: ~30 s
+@pytest.mark.parametrize("launcher", ["local",  # submitit's interpreters and Ray's start-up: ~20 s and ~30 s
+                                      pytest.param("submitit_local", marks=pytest.mark.slow),
+                                      pytest.param("ray", marks=pytest.mark.slow)])
 def test_two_workers_split_the_runs_and_render_the_sequential_table(launcher, four_runs, tmp_path, monkeypatch):
     monkeypatch.setenv("GENBENCH_HOME", str(tmp_path / "sequential"))
     sequential = numbers(tables.run_table("four", "smoke", log=lambda *_: None))

@@ -45,6 +45,7 @@ def assert_table_is_its_records_and_the_yaml(frame, records):
         assert (line["metric"], line["published"], line["published_status"]) == (e["metric"], e["value"], e["status"])
 
 
+@pytest.mark.slow  # 17 s on real MNIST; the VAE family's digits tests stay in make test
 def test_iwae_table_1_smoke_on_mnist_earns_its_bound(configs_copy, mnist_root):
     """Two rows on 5,000 MNIST images for one pass: both beat the untrained model by tens of nats (measured ~45),
     L_20 is below the ELBO, and the IWAE k = 50 row is shown beside Burda's 84.78."""
