@@ -42,6 +42,7 @@ METRICS = {
     "kl_modes": ("none",),  # stacked MNIST: KL between the mode histogram and uniform
     "ivom": ("none",),  # VEEGAN's inference-via-optimization metric (reconstruction error)
     "error_pct": ("%",),
+    "test_errors": ("errors",),  # misclassified test examples, a count (Salimans et al.'s MNIST unit: of 10,000)
     "fid": ("none",),
     "inception_score": ("none",),
     "sample_time": ("s",),  # published wall-clock per sample
@@ -53,7 +54,7 @@ METRICS = {
     "latent_mmd": ("none",),  # 2D inference: unbiased MMD^2 between the encoded q(z) and N(0, I)
     "latent_ks": ("none",),  # 2D inference: max per-dimension KS statistic of q(z) against N(0, 1)
 }
-UNITS = ("nats", "bits/dim", "modes", "%", "none", "s")
+UNITS = ("nats", "bits/dim", "modes", "%", "none", "s", "errors")
 ESTIMATORS = ("exact", "upper bound", "lower bound", "estimate", "unknown")
 """``exact``: the metric as defined, no bound (a flow's NLL, a mode count);
 ``upper``/``lower bound``: bounds on the named metric (an ELBO-based NLL is an

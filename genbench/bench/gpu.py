@@ -47,6 +47,9 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "gan": ("ali-mode-coverage", "GAN", "grid25"),
     "ali": ("ali-mode-coverage", "ALI", "grid25"),
     "ali_svhn": ("ali-l2svm", "ALI (Table 5.4)", "svhn"),
+    "ssl_gan": ("ssl-mnist", "GAN, feature matching (Salimans", "labels100"),
+    "ssl_gan_cifar10": ("ali-ssl", "GAN, feature matching (Salimans et al. 2016, CIFAR-10", "cifar4000"),
+    "ali_ssl_svhn": ("ali-ssl", "ALI, (K+1)-class joint discriminator (Table 5.4", "svhn1000"),
 }
 """One paper configuration per family: (table, the start of its row's label, dataset), run at the paper scale."""
 
@@ -97,7 +100,8 @@ def data_for(config: dict, steps: int, examples: int):
     batch = int(config["data"].get("batch_size", 100))
     if config["data"]["name"] == "gmm2d":
         return build_datamodule({**config["data"], "train_size": batch * steps, "val_size": 0, "test_size": examples})
-    return Synthetic(build_datamodule(config["data"]).space(), max(batch * steps, examples), batch)
+    return Synthetic(build_datamodule(config["data"]).space(), max(batch * steps, examples), batch,
+                     labels_per_class=config["data"].get("labels_per_class"))
 
 
 def check_family(family: str, device: torch.device, steps: int, warmup: int, examples: int,
@@ -138,6 +142,11 @@ def scores(model, dm, examples: int, latent: torch.Tensor | None) -> dict[tuple[
     x = dm.split("test")[:examples]
     out = {(r.metric, r.estimator): (r.value, r.std_error or 0.0)
            for r in likelihood_records(model, x, dm.info, settings=SCORING, batch_size=dm.batch_size)}
+    if callable(getattr(model, "classify", None)):  # the class scores, not their argmax: near ties may flip
+        model.eval()
+        with torch.no_grad():
+            logits = model.classify(x.float().to(module_device(model)))
+        out[("classify_mean_abs", "exact")] = (logits.abs().mean().item(), 0.0)
     if callable(getattr(model, "decode_mean", None)):  # the generator on fixed latent draws: deterministic
         device, z = module_device(model), torch.randn(64, int(model.latent_dim), generator=torch.Generator().manual_seed(1))
         model.eval()

@@ -60,13 +60,16 @@ def paper_val_size(data: dict) -> int:
 
 class Synthetic(TensorDataModule):
     """Random tensors in a data space (binary {0,1}, integers below ``levels`` as uint8), ``n`` per split (a
-    validation split too when ``val``)."""
+    validation split too when ``val``), labelled with 10 classes in turn (a semi-supervised run's
+    ``labels_per_class`` capped at what n allows)."""
 
     name = "synthetic"
+    CLASSES = 10
 
     def __init__(self, space, n: int, batch_size: int, seed: int = 0, eval_batch_size: int | None = None,
-                 val: bool = False):
-        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size)
+                 val: bool = False, labels_per_class: int | None = None):
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size,
+                         labels_per_class=labels_per_class and max(1, min(labels_per_class, n // self.CLASSES)))
         self.data_space, self.n, self.seed, self.with_val = space, n, seed, val
 
     @property
@@ -84,7 +87,9 @@ class Synthetic(TensorDataModule):
             make = lambda: torch.randint(0, self.data_space.levels, shape, generator=g, dtype=torch.uint8)  # noqa: E731
         else:
             make = lambda: torch.randn(shape, generator=g)  # noqa: E731
-        return {"train": make(), "test": make(), **({"val": make()} if self.with_val else {})}
+        splits = {"train": make(), "test": make(), **({"val": make()} if self.with_val else {})}
+        self.split_labels = {k: torch.arange(self.n) % self.CLASSES for k in splits}
+        return splits
 
 
 @dataclass
@@ -110,7 +115,8 @@ def probe_data(data: dict, examples: int) -> ProbeData:
     except DataUnavailableError:
         batch, eval_batch, val = int(data.get("batch_size", 100)), int(data.get("eval_batch_size", 1000)), \
             paper_val_size(data)
-        fake = Synthetic(dm.space(), examples, batch, eval_batch_size=eval_batch, val=val > 0)
+        fake = Synthetic(dm.space(), examples, batch, eval_batch_size=eval_batch, val=val > 0,
+                         labels_per_class=data.get("labels_per_class"))
         return ProbeData(fake, paper_train_size(data), val, TEST_EXAMPLES.get(data["name"], examples), False)
 
 

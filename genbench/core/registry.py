@@ -22,6 +22,8 @@ MODELS = {
     "gan": "genbench.models.gan:GAN",
     "ali": "genbench.models.ali:ALI",
     "bigan": "genbench.models.ali:BiGAN",
+    "ssl_gan": "genbench.models.semi_supervised:SemiSupervisedGAN",
+    "ali_ssl": "genbench.models.semi_supervised:SemiSupervisedALI",
     "gan_inverse_mapping": "genbench.models.gan_inference:GANInverseMapping",
     "gan_posthoc": "genbench.models.gan_inference:GANPostHoc",
     "nice": "genbench.models.flows:NICE",

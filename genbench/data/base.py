@@ -2,7 +2,9 @@
 
 A data module holds its splits as tensors in memory (every dataset in the
 suite fits) and yields plain batches ``x`` (no labels: the models are
-unconditional; labels stay available through :meth:`TensorDataModule.labels`).
+unconditional; labels stay available through :meth:`TensorDataModule.labels`),
+except for a semi-supervised run (``labels_per_class``), whose batches add a
+few labelled examples (:mod:`genbench.data.labels`).
 Batches are drawn by indexing the split tensor with a whole index list, so no
 Python loop runs per example.
 """
@@ -21,6 +23,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampl
 from ..core.bernoulli import bernoulli
 from ..core.distributed import world_size
 from ..core.errors import ConfigError, DataError
+from .labels import SemiSupervisedBatches, labelled_subset
 
 SPACES = ("binary", "discrete", "continuous")
 
@@ -64,7 +67,8 @@ class DataInfo:
     ``mixture`` is the true :class:`~genbench.data.gmm2d.GaussianMixture` for
     2D mixtures (None otherwise). ``train_mean`` is the per-dimension mean of
     the training split in the data space (base rates for RBM AIS, init of
-    output biases).
+    output biases). ``classes``: how many classes the training labels have
+    (None for unlabelled data).
     """
 
     name: str
@@ -74,6 +78,7 @@ class DataInfo:
     checksum: str
     train_mean: torch.Tensor | None = field(default=None, repr=False, compare=False)
     mixture: Any = field(default=None, repr=False, compare=False)
+    classes: int | None = None
 
     @property
     def dim(self) -> int:
@@ -180,9 +185,14 @@ class TensorDataModule(L.LightningDataModule):
 
     name: str = "?"
 
-    def __init__(self, batch_size: int = 100, eval_batch_size: int = 1000, seed: int = 0):
+    def __init__(self, batch_size: int = 100, eval_batch_size: int = 1000, seed: int = 0,
+                 labels_per_class: int | None = None, labels_seed: int | None = None):
         super().__init__()
+        if labels_per_class is not None and labels_per_class < 1:
+            raise ConfigError(f"data.labels_per_class must be a positive count of labelled training examples per "
+                              f"class (or null: no labels), got {labels_per_class}")
         self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+        self.labels_per_class, self.labels_seed = labels_per_class, labels_seed
         self.splits: dict[str, torch.Tensor] | None = None
         self.split_labels: dict[str, torch.Tensor] = {}
 
@@ -227,6 +237,7 @@ class TensorDataModule(L.LightningDataModule):
             checksum=tensor_checksum(*(self.splits[k] for k in sorted(self.splits))),
             train_mean=train.mean(0),
             mixture=self.mixture,
+            classes=int(self.split_labels["train"].max()) + 1 if "train" in self.split_labels else None,
         )
 
     def split(self, name: str) -> torch.Tensor:
@@ -251,11 +262,26 @@ class TensorDataModule(L.LightningDataModule):
         sampler = BatchSampler(base, batch_size=batch_size, drop_last=False)
         return DataLoader(ds, sampler=sampler, batch_size=None, num_workers=0)
 
-    def train_dataloader(self) -> DataLoader | ResidentBatches:
+    def labelled_subset(self) -> torch.Tensor:
+        """The training examples whose labels a semi-supervised run sees (seeded by ``labels_seed``, the run's seed)."""
+        labels = self.labels("train")
+        if labels is None:
+            raise DataError(f"{self.variant} has no training labels, so data.labels_per_class cannot draw a labelled "
+                            f"subset; semi-supervised runs take labelled data (digits, mnist, cifar10, svhn)")
+        return labelled_subset(labels, self.labels_per_class, self.labels_seed or 0)
+
+    def train_dataloader(self) -> DataLoader | ResidentBatches | SemiSupervisedBatches:
         """Shuffled batches of the training split: kept on the training device and drawn there
-        (:class:`ResidentBatches`) when it is not the CPU and the split fits, else through the loader."""
+        (:class:`ResidentBatches`) when it is not the CPU and the split fits, else through the loader; with
+        ``labels_per_class``, each beside a labelled batch (:class:`SemiSupervisedBatches`, one device)."""
         self.setup()  # the training transform is known only once the data is loaded
         data = self.split("train")
+        if self.labels_per_class is not None:
+            if world_size() > 1:
+                raise ConfigError("semi-supervised batches (data.labels_per_class) are drawn on one device; "
+                                  "train them with trainer.devices=1")
+            return SemiSupervisedBatches(data, self.labels("train"), self.labelled_subset(), self.batch_size,
+                                         self.train_transform)
         device = resident_device(self.trainer, data) if self.resident is None else (
             self.trainer.strategy.root_device if self.resident and self.trainer is not None
             and self.trainer.world_size == 1 else None)

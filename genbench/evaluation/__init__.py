@@ -16,6 +16,7 @@ import torch
 from ..core.devices import forked_rng, module_device
 from ..core.errors import ModelContractError
 from ..models.contract import CAPABILITIES, offers
+from .classification import classification_error
 from .decoder_ais import decoder_ais_records
 from .features import svm_error
 from .inference import inference_quality
@@ -39,6 +40,9 @@ def evaluate(model, datamodule, settings: dict[str, Any] | None = None, figure_d
         if offers(model, "decoder"):
             records += decoder_ais_records(model, datamodule.split(split), info, settings["decoder_ais"],
                                            entropy=not any(r.metric == "mixture_entropy" for r in records))
+    if offers(model, "classify") and datamodule.labels(split) is not None:
+        records += classification_error(model, datamodule.split(split), datamodule.labels(split),
+                                        datamodule.eval_batch_size)
     if settings.get("features") and offers(model, "features") and datamodule.labels(split) is not None:
         records += svm_error(model, datamodule, split, **settings["features"])
     figures: list[str] = []

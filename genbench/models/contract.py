@@ -72,6 +72,12 @@ class FeatureExtractor(Protocol):
         """A representation of x, shape [B, d], probed by a linear classifier."""
 
 
+class Classifier(Protocol):
+    def classify(self, x):
+        """Class logits (or any scores whose argmax is the predicted class), shape [B, K]; a semi-supervised
+        model's prediction for data-space x."""
+
+
 def members(protocol: type) -> list[str]:
     """The methods and attributes a protocol asks for."""
     methods = [k for k, v in vars(protocol).items() if callable(v) and not k.startswith("_")]
@@ -91,6 +97,13 @@ def shaped_like_data(out, x, info) -> str | None:
         return None
     return f"returned shape {tuple(out.shape)}; it must return 2 draws shaped like the data, {(2, *info.shape)} " \
            f"(or flat, {(2, info.dim)})"
+
+
+def one_row_per_example(out, x, info) -> str | None:
+    if out.ndim == 2 and out.shape[0] == len(x) and out.shape[1] == info.classes:
+        return None
+    return (f"returned shape {tuple(out.shape)} for a batch of {len(x)} examples; it must return one score per "
+            f"class for each example, shape ({len(x)}, {info.classes})")
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,8 @@ CAPABILITIES = (
     Capability("decoder", (DecoderMean, DecoderLikelihood), "AIS over the decoder with BDMC, on request "
                "(evaluation.decoder_ais)", False),
     Capability("features", (FeatureExtractor,), "an L2-SVM on the features, on request (evaluation.features)", False),
+    Capability("classify", (Classifier,), "test error rate in % on labelled data (evaluation.classification)", True,
+               "classify(x)", lambda m, x: m.classify(x), one_row_per_example),
 )
 """Every capability, in the likelihood evaluator's order of preference for the first three."""
 

@@ -31,7 +31,8 @@ ARCHS = ("mlp", "dcgan", "ali_svhn", "ali_cifar10")
 ENCODERS = ("implicit", "gaussian", "deterministic")
 
 # (transposed?, kernel, stride, padding, maps, batch norm, dropout on the input, activation); maps "z" = the latent
-# code's width (×2 for a Gaussian encoder's μ and log σ), "x" = the image channels.
+# code's width (×2 for a Gaussian encoder's μ and log σ), "x" = the image channels, "out" = D's outputs (1 logit, or K
+# for a semi-supervised D).
 _T = True
 _ENCODER = [(0, 5, 1, 0, 32, 1, 0, "lrelu"), (0, 4, 2, 0, 64, 1, 0, "lrelu"), (0, 4, 1, 0, 128, 1, 0, "lrelu"),
             (0, 4, 2, 0, 256, 1, 0, "lrelu"), (0, 4, 1, 0, 512, 1, 0, "lrelu"), (0, 1, 1, 0, 512, 1, 0, "lrelu"),
@@ -47,7 +48,7 @@ ALI_TABLES = {
                    (0, 4, 2, 0, 256, 1, 0.2, "lrelu"), (0, 4, 1, 0, 512, 1, 0.2, "lrelu")],
         "disc_z": [(0, 1, 1, 0, 512, 0, 0.2, "lrelu"), (0, 1, 1, 0, 512, 0, 0.2, "lrelu")],
         "disc_joint": [(0, 1, 1, 0, 1024, 0, 0.2, "lrelu"), (0, 1, 1, 0, 1024, 0, 0.2, "lrelu"),
-                       (0, 1, 1, 0, 1, 0, 0.2, "linear")],
+                       (0, 1, 1, 0, "out", 0, 0.2, "linear")],
     },
     "ali_cifar10": {  # Table 5.3: leaky ReLU slope 0.1, maxout with 2 pieces in D, |z| = 64
         "latent_dim": 64, "slope": 0.1, "pieces": 2,
@@ -57,7 +58,7 @@ ALI_TABLES = {
                    (0, 4, 1, 0, 512, 0, 0.5, "maxout")],
         "disc_z": [(0, 1, 1, 0, 512, 0, 0.2, "maxout"), (0, 1, 1, 0, 512, 0, 0.5, "maxout")],
         "disc_joint": [(0, 1, 1, 0, 1024, 0, 0.5, "maxout"), (0, 1, 1, 0, 1024, 0, 0.5, "maxout"),
-                       (0, 1, 1, 0, 1, 0, 0.5, "linear")],
+                       (0, 1, 1, 0, "out", 0, 0.5, "linear")],
     },
 }
 
@@ -73,7 +74,7 @@ def dcgan_spec(side: int, width: int) -> dict:
         "decoder": [(_T, s0, 1, 0, 2 * w, 1, 0, "relu"), (_T, 4, 2, 1, w, 1, 0, "relu"), (_T, 4, 2, 1, "x", 0, 0, "tanh")],
         "disc_x": [(0, 4, 2, 1, w, 0, 0, "lrelu"), (0, 4, 2, 1, 2 * w, 1, 0, "lrelu"), (0, s0, 1, 0, 4 * w, 0, 0, "lrelu")],
         "disc_z": [(0, 1, 1, 0, 4 * w, 0, 0, "lrelu")],
-        "disc_joint": [(0, 1, 1, 0, 4 * w, 0, 0, "lrelu"), (0, 1, 1, 0, 1, 0, 0, "linear")],
+        "disc_joint": [(0, 1, 1, 0, 4 * w, 0, 0, "lrelu"), (0, 1, 1, 0, "out", 0, 0, "linear")],
     }
 
 
@@ -127,6 +128,10 @@ class Encoder(nn.Module):
             return mu + log_sigma.exp() * torch.randn_like(mu)
         return out
 
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """μ(x) of a Gaussian encoder, G_z(x) of a deterministic one (no noise drawn)."""
+        return self._out(x)[:, : self.latent_dim]
+
     def features(self, x: torch.Tensor, layers: int = 3) -> torch.Tensor:
         """The pre-activations of the last ``layers`` hidden blocks and the output's mean, flattened and concatenated.
 
@@ -146,26 +151,35 @@ class Encoder(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D(x[, z]) → logit [B]: an x trunk, an optional z trunk, and a joint network on their concatenation."""
+    """D(x[, z]) → logit [B] (or K logits [B, K]): an x trunk, an optional z trunk, and a joint network on their
+    concatenation, whose input is :meth:`features`."""
 
     def __init__(self, x_net: nn.Module, z_net: nn.Module | None, joint: nn.Module, conv: bool):
         super().__init__()
         self.x_net, self.z_net, self.joint, self.conv = x_net, z_net, joint, conv
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.joint(self._trunks(x, z)).flatten(1)
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def features(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """The joint network's input, flattened: what feature matching compares."""
+        return self._trunks(x, z).flatten(1)
+
+    def _trunks(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         if (z is None) != (self.z_net is None):
             raise ConfigError("a joint discriminator takes (x, z); a GAN discriminator takes x alone")
         h = self.x_net(x if self.conv else x.flatten(1))
         if z is not None:
             h = torch.cat([h, self.z_net(z[:, :, None, None] if self.conv else z)], 1)
-        return self.joint(h).flatten()
+        return h
 
 
 def build_networks(arch: str, shape: Sequence[int], continuous: bool, latent_dim: int, encoder: str | None,
                    joint: bool, decoder_hidden: Sequence[int] = (400, 400, 400, 400),
                    encoder_hidden: Sequence[int] = (400, 400), disc_hidden: Sequence[int] = (200, 200, 200),
-                   maxout_pieces: int = 5, channels: int = 32):
-    """(decoder, encoder or None, discriminator) for ``arch`` on data of ``shape``.
+                   maxout_pieces: int = 5, channels: int = 32, disc_out: int = 1):
+    """(decoder, encoder or None, discriminator) for ``arch`` on data of ``shape``; D has ``disc_out`` outputs.
 
     ``encoder``: None (a GAN), or one of :data:`ENCODERS`. ``joint``: the discriminator sees (x, z).
     The mlp sizes (``*_hidden``, ``maxout_pieces``) apply to ``mlp``, ``channels`` to ``dcgan``; the
@@ -186,7 +200,8 @@ def build_networks(arch: str, shape: Sequence[int], continuous: bool, latent_dim
             net = mlp([d_in, *encoder_hidden, z_out])
             enc = Encoder(net[:-2], net[-2:], encoder, latent_dim, conv=False)
         disc = Discriminator(nn.Identity(), nn.Identity() if joint else None,
-                             maxout_mlp(d + (latent_dim if joint else 0), disc_hidden, maxout_pieces), conv=False)
+                             maxout_mlp(d + (latent_dim if joint else 0), disc_hidden, maxout_pieces, disc_out),
+                             conv=False)
         return dec, enc, disc
 
     if len(shape) != 3:
@@ -205,7 +220,7 @@ def build_networks(arch: str, shape: Sequence[int], continuous: bool, latent_dim
     if encoder == "implicit":
         raise ConfigError("the implicit encoder (an MLP on [x, ε]) exists for arch=mlp only; use gaussian or deterministic")
     slope, pieces = spec["slope"], spec["pieces"]
-    maps = {"z": z_out, "x": c}
+    maps = {"z": z_out, "x": c, "out": disc_out}
     dec_net, _ = conv_stack([(*row[:7], out_act if row[4] == "x" else row[7]) for row in spec["decoder"]],
                             latent_dim, slope, pieces, maps)
     if arch in ALI_TABLES:  # the code's per-pixel output bias (log-odds of the pixel marginals, set by the model)

@@ -26,8 +26,8 @@ BN_MOMENTUM = 0.05
 
 
 def activation(name: str, slope: float = 0.2) -> nn.Module:
-    """``relu`` | ``lrelu`` (negative slope ``slope``) | ``tanh`` | ``sigmoid`` | ``linear``."""
-    table = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "linear": nn.Identity}
+    """``relu`` | ``lrelu`` (negative slope ``slope``) | ``softplus`` | ``tanh`` | ``sigmoid`` | ``linear``."""
+    table = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "linear": nn.Identity}
     if name == "lrelu":
         return nn.LeakyReLU(slope)
     if name not in table:

@@ -94,12 +94,14 @@ def train_and_evaluate(config: dict[str, Any], record_path: Path, run_id: str, t
     quiet_lightning()
     try:
         L.seed_everything(config["seed"], workers=True, verbose=False)
-        dm = build_datamodule(config["data"])
+        dm = build_datamodule(config["data"], seed=config["seed"])
         info = dm.info
         record["data"] = {"variant": info.variant, "space": str(info.space), "sizes": info.sizes, "checksum": info.checksum}
         model = build_model(config["model"], info)
         if not set(capabilities(model)) & set(SCORED):  # say so before training, not after
             raise ModelContractError(no_result_reason(model, info))
+        if bool(getattr(model, "semi_supervised", False)) != (dm.labels_per_class is not None):
+            raise ConfigError(labels_mismatch(model, config))
         loggers = build_loggers(config, run_id, table or "train")
         record["wandb_run_id"] = next((lg.experiment.id for lg in loggers if type(lg).__name__ == "WandbLogger"), None)
         ckpt_dir = paths.models_dir("trained", training_hash(config))
@@ -160,6 +162,18 @@ def non_finite_reason(broken: list[Result]) -> str:
     scores = "; ".join(str(r) for r in broken[:3]) + (f"; and {len(broken) - 3} more" if len(broken) > 3 else "")
     return (f"non-finite score: {scores}. The model trained without a non-finite loss, but its scores are not "
             f"numbers (usually a log of zero or an overflow in log_prob, log_prob_bound or sample)")
+
+
+def labels_mismatch(model, config) -> str:
+    """Why a model and its data disagree on labels: a semi-supervised model needs a labelled subset, others none."""
+    name = config["model"].get("name")
+    if getattr(model, "semi_supervised", False):
+        return (f"model {name!r} is semi-supervised: it trains on a few labelled examples beside the unlabelled "
+                f"data, so the data config must say how many per class, e.g. +data.labels_per_class=10 (100 labels "
+                f"on 10 classes)")
+    return (f"data.labels_per_class={config['data'].get('labels_per_class')} gives labelled batches, but model "
+            f"{name!r} is unsupervised and trains on images alone; drop the option, or choose a semi-supervised "
+            f"model (ssl_gan, ali_ssl)")
 
 
 def no_result_reason(model, info) -> str:

@@ -88,6 +88,8 @@ RULES: tuple[tuple[str, Rule], ...] = (  # (space-separated key patterns, rule);
     ("data.means data.covariances", Rule("real", what="the components' parameters", lists=True)),
     ("data.weights", Rule("real", "[0, 1]", "the components' weights", lists=True)),
     ("data.download data.hflip data.extra", FLAG),
+    ("data.labels_per_class", count("labelled training examples per class; null: no labels", null=True)),
+    ("data.labels_seed", replace(SEED, null=True)),
     ("model.decoder_hidden", replace(SIZES, null=True)),
     (("model.hidden model.latent model.*_hidden model.latent_dim model.channels model.features model.head "
       "model.flow_kwargs.hidden_features"), SIZES),
@@ -114,6 +116,10 @@ RULES: tuple[tuple[str, Rule], ...] = (  # (space-separated key patterns, rule);
     ("model.alpha", Rule("real", "(0, 0.5)", "the logit transform's margin")),
     ("model.zca_bias", Rule("real", "> 0", "added to the covariance's eigenvalues")),
     ("model.constraints.noise.sigma_*", SIGMA),
+    ("model.input_noise model.hidden_noise", SIGMA),
+    ("model.unsupervised_weight", Rule("real", ">= 0", "the weight of the real/fake loss beside the labels'")),
+    ("model.ema_rate", Rule("real", "(0, 1]", "the moving average's rate per step")),
+    ("model.lr_flat_epochs", count("epochs at the full learning rate; null: no decay", 0, null=True)),
     ("model.constraints.clip", Rule("real", "> 0", "the threshold t of |θ| <= t")),
     ("model.constraints.mask.fraction", Rule("real", "[0, 1]", "the fraction of weights removed")),
     (("model.direct model.persistent model.mean_field_positive model.zca model.zca_logdet model.separate_st "

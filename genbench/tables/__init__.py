@@ -11,7 +11,8 @@ A table config (``configs/table/NAME.yaml``) lists
 * ``derived``: numbers computed from rows seed by seed, e.g. a relative NLL increase
   (:data:`DERIVED`), each {``label``, ``kind``, ``metric``, ``rows``: role → row label, ``dataset``, ``published``};
 * ``metrics``: the metrics shown, in order (the first is the headline of the figure and ranking);
-* ``references``: published ids shown as rows of their own (no run of ours);
+* ``references``: published ids shown as rows of their own (no run of ours), each an id or {``id``, ``dataset``}
+  (the table's dataset key it is shown under; by default the one whose key is its dataset);
 * ``scales``: ``smoke`` / ``cpu`` (optional) / ``paper`` → {``seeds``, ``overrides``}; ``title``, ``description``, ``notes``;
 * ``random_overrides`` (in a scale or a row): key → {``uniform`` | ``log_uniform``: [low, high]}, hyperparameters
   drawn per seed (random search, as in Dumoulin's ALI-vs-GAN comparison); the draws depend only on the seed, so

@@ -16,7 +16,8 @@ from .spec import PlannedRun
 from ..core.errors import TableError
 
 LOWER_IS_BETTER = {"nll": True, "bits_per_dim": True, "reverse_kl": True, "modes_ali": False,
-                   "modes_veegan": False, "high_quality_pct": False, "sample_log_density": False}
+                   "modes_veegan": False, "high_quality_pct": False, "sample_log_density": False, "error_pct": True,
+                   "test_errors": True}
 """The metrics a ranking may order rows by, and their direction."""
 
 COLUMNS = ["row", "dataset", "variant", "metric", "unit", "estimator", "obtained", "obtained_std", "obtained_se",
@@ -53,8 +54,9 @@ def aggregate(spec: dict[str, Any], planned: list[PlannedRun], records: list[dic
             lines.append({"row": row, "dataset": key, "variant": variant, "metric": "—", "status": status, "n": 0})
     lines += derived_lines(spec, planned, records, published)
     for ref in spec.get("references") or []:
+        ref, key = (ref["id"], ref["dataset"]) if isinstance(ref, dict) else (ref, None)
         q = published[ref]
-        lines.append({"row": f"{q.model} (published only)", "dataset": ref_dataset(spec, q), "variant": q.variant,
+        lines.append({"row": f"{q.model} (published only)", "dataset": key or ref_dataset(spec, q), "variant": q.variant,
                       "metric": q.metric, "unit": q.unit, "estimator": q.estimator, "n": 0, "status": "not run here",
                       **published_columns(q)})
     return pd.DataFrame(lines, columns=COLUMNS)

@@ -184,7 +184,10 @@ def test_ali_l2svm_smoke_on_digits_beats_chance(configs_copy):
     assert 0 <= ours["obtained"] < 60  # chance is 90% on 10 classes
     records = records_of("ali-l2svm")
     assert_aggregates_are_the_records(frame, records)
-    assert_published_columns_match_the_yaml(frame, configs_copy, ["ali-svhn-ali-l2svm", "ali-svhn-dcgan-l2svm"])
+    assert_published_columns_match_the_yaml(frame, configs_copy, ["ali-svhn-ali-l2svm", "ali-svhn-dcgan-l2svm",
+                                                                  "ali-svhn-ali-semisup", "ali-svhn-gan-fm"])
+    semi = frame[frame["row"].str.contains("feature matching|joint discriminator")]  # ali-ssl's rows: Table 5.1 whole
+    assert len(semi) == 2 and (semi["obtained"] < 80).all() and set(semi["estimator"]) == {"exact"}
     svm = next(r for r in records["ali-table-5-4-l2-svm--svhn--s0"]["results"] if r["metric"] == "error_pct")["settings"]
     assert svm["labelled"] == 100 and svm["repeats"] == 5 and svm["feature_dim"] == 16 * 4 * 4 + 32 * 2 * 2 + 16
 

@@ -90,7 +90,7 @@ def test_every_table_composes_at_every_scale_as_its_config_says(name):
             if p.seed != first_seed and not drawn:
                 continue  # other seeds differ only in `seed=` (checked on the plan above): composing them is minutes
             config = tables.compose(p.overrides)
-            assert config["seed"] == p.seed and config["name"] == tables.slug(p.row)
+            assert config["seed"] == p.seed and config["name"] == tables.slug(row.get("id") or p.row)
             if "same_as" in row:  # composes as the row it repeats: tests/pipeline/test_cross_family.py
                 continue
             values, groups = expected_overrides(spec, scale, row, p.dataset)

@@ -24,10 +24,16 @@ MODEL_CONFIGS = sorted(p.stem for p in (configs_dir() / "model").glob("*.yaml") 
 (``name: module:Class``, docs/adding-a-model.md). The conformance test runs over all of them."""
 
 
+def data_config(name: str, space: str) -> dict:
+    """The test data of a space for a model config; a semi-supervised model gets 3 labels per class beside it."""
+    cls = resolve("model", MODELS, compose([f"model={name}"])["model"]["name"])
+    return {**DATA_FOR_SPACE[space], **({"labels_per_class": 3} if getattr(cls, "semi_supervised", False) else {})}
+
+
 def model_and_data(name):
     config = compose([f"model={name}", *SMALL.get(name, [])])["model"]
     spaces = getattr(resolve("model", MODELS, config["name"]), "supported_spaces", ("binary",))
-    dm = build_datamodule(DATA_FOR_SPACE[spaces[0]])
+    dm = build_datamodule(data_config(name, spaces[0]))
     return build_model(config, dm.info), dm
 
 
@@ -42,6 +48,9 @@ SMALL = {"rbm": ["model.hidden=10"],  # small enough for exact likelihoods
                    *([] if name == "gan" else ["model.encoder_hidden=[32]"]),
                    *(["model.gan_epochs=1"] if name.startswith("gan_") else [])]  # 1 GAN epoch, 1 encoder epoch
             for name in ("gan", "ali", "bigan", "gan_inverse_mapping", "gan_posthoc")},
+         **{name: ["model.latent_dim=8", "model.generator_hidden=[32]", "model.disc_hidden=[32,16]",
+                   "model.ema_rate=0.1", *(["model.encoder_hidden=[32]"] if name == "ali_ssl" else [])]
+            for name in ("ssl_gan", "ali_ssl")},
          }
 
 
@@ -56,7 +65,7 @@ def log_p(model, x, info):
     return prepared.log_prob(x)
 
 
-LIKELIHOOD = [name for name in SCORED if name != "sample"]  # the scored capabilities the likelihood evaluator uses
+LIKELIHOOD = [name for name in SCORED if name not in ("sample", "classify")]  # those the likelihood evaluator uses
 
 
 def draw(model, n, seed):

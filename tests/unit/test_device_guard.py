@@ -21,7 +21,7 @@ from genbench.models import MODELS, build_model, capabilities
 from genbench.runs.execute import train_and_evaluate
 from genbench.runs.identity import NULL_OPTIONS, config_hash, training_hash
 from genbench.tables import compose
-from test_conformance import DATA_FOR_SPACE, MODEL_CONFIGS, SMALL
+from test_conformance import DATA_FOR_SPACE, MODEL_CONFIGS, SMALL, data_config
 
 PACKAGE = Path(genbench.__file__).parent
 HOT = (PACKAGE / "models", PACKAGE / "nn")  # model code: no CPU tensor may be made there while the guard checks
@@ -38,7 +38,7 @@ EVERY_EVALUATOR = {
 """Small settings under which evaluate() runs every evaluator that applies to a model."""
 
 EVIDENCE = {"log_prob": "nll", "free_energy": "nll", "log_prob_bound": "nll_elbo", "posterior_mean": "active_units",
-            "decoder": "nll_ais", "features": "error_pct"}
+            "decoder": "nll_ais", "features": "error_pct", "classify": "test_errors"}
 """The record each capability's evaluator writes (on mixtures also: sample → modes_ali, inference →
 reconstruction_error; features need labelled data)."""
 
@@ -93,7 +93,7 @@ def test_every_model_is_device_clean(name, space, overrides, tmp_path):
     on the simulated device with no CPU tensor mixed in or made in model code; evaluation really runs there; and the
     same weights score the same numbers on the CPU."""
     torch.manual_seed(0)
-    dm = build_datamodule(DATA_FOR_SPACE[space])
+    dm = build_datamodule(data_config(name, space))
     noise = "noise" in overrides
     overrides = [o for o in overrides if o != "noise"]
     model = build_model(compose([f"model={name}", *SMALL.get(name, []), *overrides])["model"], dm.info)

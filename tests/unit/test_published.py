@@ -17,6 +17,9 @@ from genbench.published import Published, load_published
 from genbench.core.errors import PublishedError
 
 ANCHORS = Path(__file__).with_name("published_anchors.csv")
+SOURCE = r"[\w.-]+\.md §[\d.]+|arXiv:\d{4}\.\d{4,5} (Table|Figure) \d+"
+"""An anchor's source: a reference compilation's file and section, or a paper's arXiv id and table (read in a
+full-text transcription of the arXiv version)."""
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def test_each_anchor_is_in_its_printed_excerpt(anchors):
         assert abs(float(a["value"])) in _numbers(a["printed"]), pid  # a log_likelihood keeps its printed sign
         if a["std"]:
             assert float(a["std"]) in _numbers(a["printed"]), pid
-        assert a["status"] in ("P", "S", "R", "D") and re.fullmatch(r"[\w.-]+\.md §[\d.]+", a["source"]), pid
+        assert a["status"] in ("P", "S", "R", "D") and re.fullmatch(SOURCE, a["source"]), pid
 
 
 def test_yaml_matches_the_second_transcription(pub, anchors):
@@ -62,7 +65,7 @@ def test_yaml_matches_the_second_transcription(pub, anchors):
         assert p.std == (pytest.approx(float(a["std"]), rel=1e-12) if a["std"] else None), pid
         assert p.status == a["status"], pid
         # the YAML cites the same file and section (e.g. "published-numbers.md §1.1", not §1.12)
-        file, section = a["source"].split(" ")
+        file, section = a["source"].split(" ", 1)
         assert p.source.startswith(file) and re.search(re.escape(section) + r"(?![\d])", p.source), pid
 
 
@@ -75,7 +78,7 @@ def test_recalled_numbers_stay_recalled(pub, anchors):
 
 
 def _table_ids(spec: dict) -> set[str]:
-    ids = set(spec.get("references") or [])
+    ids = {r["id"] if isinstance(r, dict) else r for r in spec.get("references") or []}
     for row in [*spec.get("models", []), *(spec.get("derived") or [])]:
         published = row.get("published") or {}
         for v in published.values() if isinstance(published, dict) else [published]:
