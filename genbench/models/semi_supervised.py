@@ -94,25 +94,32 @@ SALIMANS_CONV = {"salimans_cifar10": 96, "salimans_svhn": 64}
 
 
 class ParameterAverage(nn.Module):
-    """A copy of a module whose parameters are the exponential moving average of the module's (started at 0 and
-    bias-corrected) and whose buffers (batch-norm statistics, data-dependent scales) are the module's latest."""
+    """A copy of a module whose weights are the exponential moving average of the module's parameters (started at 0
+    and bias-corrected) and whose other buffers (batch-norm statistics, data-dependent scales) are the module's
+    latest. Everything here is a buffer: saved, restored and moved with the model, never a parameter to train."""
 
     def __init__(self, module: nn.Module, rate: float):
         super().__init__()
         self.rate = rate
-        self.module = copy.deepcopy(module).requires_grad_(False)
-        self.sums = nn.ParameterList(nn.Parameter(torch.zeros_like(p), requires_grad=False)
-                                     for p in module.parameters())
+        self.module = copy.deepcopy(module)
+        for part in self.module.modules():  # the copy's parameters become buffers of the same names
+            for name, p in [(n, p) for n, p in part._parameters.items() if p is not None]:
+                del part._parameters[name]
+                part.register_buffer(name, p.detach().clone())
+        self.sums = nn.Module()  # the running sums, keyed by position (state-dict keys sums.0, sums.1, ...)
+        for i, p in enumerate(module.parameters()):
+            self.sums.register_buffer(str(i), torch.zeros_like(p.detach()))
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
         self.steps += 1
         correction = 1 - (1 - self.rate) ** self.steps.double()  # a tensor: no device sync per step
-        for p, raw, q in zip(module.parameters(), self.sums, self.module.parameters()):
-            q.copy_(raw.lerp_(p, self.rate) / correction)
-        for b, c in zip(module.buffers(), self.module.buffers()):
-            c.copy_(b)
+        averaged = dict(self.module.named_buffers())
+        for (name, p), raw in zip(module.named_parameters(), self.sums.buffers()):
+            averaged[name].copy_(raw.lerp_(p, self.rate) / correction)
+        for name, b in module.named_buffers():
+            averaged[name].copy_(b)
 
 
 class SemiSupervisedAdversarial(L.LightningModule):
@@ -138,7 +145,7 @@ class SemiSupervisedAdversarial(L.LightningModule):
         if not 0 < ema_rate <= 1:
             raise ConfigError(f"ema_rate must be in (0, 1], got {ema_rate}")
         self.automatic_optimization = False
-        self.shape, self.latent_dim, self.prior_kind, self.classes = tuple(info.shape), latent_dim, prior, info.classes
+        self.latent_dim, self.prior_kind = latent_dim, prior
         self.lr, self.betas, self.unsupervised_weight = lr, (beta1, beta2), unsupervised_weight
         self.lr_flat_epochs = lr_flat_epochs
         self.decoder, self.encoder, self.discriminator = self._networks(

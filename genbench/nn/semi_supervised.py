@@ -38,6 +38,8 @@ class WeightNormDense(nn.Module):
     """y = g ⊙ (x v^T / ‖v‖_rows) + b; ``g`` and ``b`` are parameters when ``train_scale``, else buffers fixed by
     :meth:`initialize` (mean 0 and standard deviation 1 of the outputs on a batch, Salimans & Kingma 2016)."""
 
+    unit_dims = (0,)  # the output's dimensions other than its units: statistics are taken over them
+
     def __init__(self, d_in: int, d_out: int, train_scale: bool):
         super().__init__()
         self.v = nn.Parameter(torch.randn(d_out, d_in) * 0.1)
@@ -51,21 +53,26 @@ class WeightNormDense(nn.Module):
     def direction(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.v / self.v.norm(dim=1, keepdim=True))
 
+    def _per_unit(self, v: torch.Tensor) -> torch.Tensor:
+        return v.view(-1, *[1] * (len(self.unit_dims) - 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.g * self.direction(x) + self.b
+        return self._per_unit(self.g) * self.direction(x) + self._per_unit(self.b)
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> torch.Tensor:
         """Set g = 1/std and b = −mean/std of this layer's outputs on ``x``; returns the initialized outputs."""
         t = self.direction(x)
-        std = t.std(0).clamp_min(1e-6)
+        std = t.std(self.unit_dims).clamp_min(1e-6)
         self.g.copy_(1 / std)
-        self.b.copy_(-t.mean(0) / std)
+        self.b.copy_(-t.mean(self.unit_dims) / std)
         return self(x)
 
 
 class WeightNormConv(WeightNormDense):
     """The convolutional :class:`WeightNormDense`: one direction per output channel, g and b per channel."""
+
+    unit_dims = (0, 2, 3)
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0, train_scale: bool = False,
                  transpose: bool = False, std: float = 0.05):
@@ -80,17 +87,6 @@ class WeightNormConv(WeightNormDense):
         if self.transpose:
             return F.conv_transpose2d(x, w, stride=self.stride, padding=self.padding, output_padding=self.stride - 1)
         return F.conv2d(x, w, stride=self.stride, padding=self.padding)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.g[:, None, None] * self.direction(x) + self.b[:, None, None]
-
-    @torch.no_grad()
-    def initialize(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.direction(x)
-        std = t.std((0, 2, 3)).clamp_min(1e-6)
-        self.g.copy_(1 / std)
-        self.b.copy_(-t.mean((0, 2, 3)) / std)
-        return self(x)
 
 
 class NoisyDiscriminator(nn.Module):

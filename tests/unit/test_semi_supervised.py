@@ -141,6 +141,7 @@ def test_the_average_is_bias_corrected():
         average.update(layer)
         values.append(average.module.weight[0, 0].item())
     assert values == [1.0, pytest.approx((0.5 * 1 + 1 * 3) / 1.5)]  # weights ½ and 1 on the two steps, normalized
+    assert not list(average.parameters()) and not layer.weight.grad  # buffers only: nothing for an optimizer to train
 
 
 def test_salimans_schedule_holds_the_rate_then_decays_it_to_zero():
